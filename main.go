@@ -183,10 +183,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usageErr("", "%v", err)
 		},
 		Commands: []*cli.Command{runCommand(), hookCommand(), statusCommand(), migrateCommand()},
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(stderr, "runnerlock: error: no such command %q\n", name)
-			fmt.Fprintln(stderr, "runnerlock: hint: see 'runnerlock --help'")
-			os.Exit(exitUsage)
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("", "no such command %q", c.Args().First())
+			}
+			_ = cli.ShowAppHelp(c)
+			return &exitError{code: exitUsage}
 		},
 	}
 	return app

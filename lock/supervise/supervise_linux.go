@@ -266,6 +266,9 @@ func reclaimTerminal(tty int) {
 // leftovers returns the live processes in process group pgid and our
 // descendants (orphans re-parented to us as subreaper, and theirs).
 func leftovers(pgid int) []int {
+	if !mayHaveLeftovers(pgid) {
+		return nil
+	}
 	me := os.Getpid()
 	type proc struct{ ppid, pgrp int }
 	procs := map[int]proc{}
@@ -302,6 +305,19 @@ func leftovers(pgid int) []int {
 		}
 	}
 	return out
+}
+
+// mayHaveLeftovers answers the common case, a command that left nothing,
+// without reading /proc: the group is empty and we have no child at all
+// (every orphan of the run is re-parented to us, so a leftover outside the
+// group would be our child or a child's descendant).
+func mayHaveLeftovers(pgid int) bool {
+	if err := unix.Kill(-pgid, 0); err != unix.ESRCH {
+		return true
+	}
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != unix.ECHILD
 }
 
 func descends(pid, ancestor int, parent func(int) int) bool {
