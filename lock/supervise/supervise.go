@@ -73,8 +73,10 @@ type Job struct {
 	// lock, with the running record. The hook uses it to let go.
 	Ready func(lock.Record)
 
-	// run is the id, chosen by NewRunID unless the caller set RunID.
+	// RunID is the run's id; Run chooses one with NewRunID when empty.
 	RunID string
+
+	onLockLost func() // set by Run: the lock file was deleted or replaced
 }
 
 // Result is what became of a run.
@@ -224,6 +226,11 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 		return Result{}, err
 	}
 
+	lost := false
+	job.onLockLost = func() {
+		lost = true
+		reportLost(log)
+	}
 	env := append(commandEnv(job.Env),
 		"RUNNERLOCK_RUN="+runID,
 		"RUNNERLOCK_SESSION="+job.Session,
@@ -267,10 +274,8 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 			"message", "processes of the run survived KILL and may hold the lock")
 	}
 
-	if still, serr := h.StillHeld(); serr == nil && !still {
-		log.Warn("error", "reason", "lock-file-replaced",
-			"message", "the lock file was deleted or replaced during the run; "+
-				"another run may have started on the new file")
+	if still, serr := h.StillHeld(); serr == nil && !still && !lost {
+		reportLost(log)
 	}
 	rec.State = lock.StateReleased
 	res.Record = rec
@@ -278,6 +283,12 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 		log.Warn("error", "reason", "record-write-failed", "message", err.Error())
 	}
 	return res, nil
+}
+
+func reportLost(log Logger) {
+	log.Error("error", "reason", "lock-file-replaced",
+		"message", "the lock file was deleted or replaced during the run; "+
+			"a run started on the new file would not be excluded by this one")
 }
 
 func reportReclaim(log Logger, o *Reclaimed) {

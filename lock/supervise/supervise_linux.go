@@ -149,6 +149,9 @@ func runCommand(ctx context.Context, h *lock.Holder, job *Job, env []string,
 	pgid := cmd.Process.Pid
 	started(pgid)
 
+	lost := watchLockFile(h)
+	defer lost.stop()
+
 	var timeoutC, killC <-chan time.Time
 	if job.Timeout > 0 {
 		t := time.NewTimer(job.Timeout)
@@ -176,6 +179,11 @@ wait:
 		case <-done:
 			done = nil
 			_ = unix.Kill(-pgid, unix.SIGTERM)
+		case <-lost.c:
+			lost.c = nil
+			if job.onLockLost != nil {
+				job.onLockLost()
+			}
 		}
 	}
 	res := Result{Duration: time.Since(t0)}
@@ -412,5 +420,50 @@ func reapChildren() {
 		if pid <= 0 || err != nil {
 			return
 		}
+	}
+}
+
+// lockWatch tells when the lock file may have been deleted or replaced
+// during the run: unlinking or renaming over it changes its link count
+// (IN_ATTRIB), moving it is IN_MOVE_SELF. IN_DELETE_SELF would come only
+// after our own descriptor is closed, too late to matter.
+type lockWatch struct {
+	c    chan struct{}
+	f    *os.File
+	quit chan struct{}
+}
+
+func watchLockFile(h *lock.Holder) *lockWatch {
+	w := &lockWatch{quit: make(chan struct{})}
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return w
+	}
+	if _, err := unix.InotifyAddWatch(fd, h.Path(), unix.IN_ATTRIB|unix.IN_MOVE_SELF); err != nil {
+		unix.Close(fd)
+		return w
+	}
+	// A non-blocking inotify descriptor is pollable, so a read through
+	// *os.File parks in the runtime's poller and Close wakes it.
+	w.f = os.NewFile(uintptr(fd), "inotify")
+	w.c = make(chan struct{}, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := w.f.Read(buf); err != nil {
+				return
+			}
+			if still, err := h.StillHeld(); err == nil && !still {
+				w.c <- struct{}{}
+				return
+			}
+		}
+	}()
+	return w
+}
+
+func (w *lockWatch) stop() {
+	if w.f != nil {
+		w.f.Close()
 	}
 }
