@@ -158,7 +158,16 @@ func logSkip(log supervise.Logger, job *supervise.Job, busy *supervise.BusyError
 		kv = append(kv, "holder", "legacy", "holder_pid", le.PID)
 	} else if busy.HasRecord && busy.Holder.State == lock.StateRunning {
 		h := busy.Holder
-		kv = append(kv, "holder_pid", h.PID, "holder_session", h.Session, "holder_run", h.Run)
+		pid := h.PID
+		if h.Orphaned() {
+			// The recorded supervisor is dead: name a process that really
+			// holds the lock (a leftover of that run, or a new holder).
+			if pids, err := lock.Holders(job.Lock); err == nil && len(pids) > 0 {
+				pid = pids[0]
+			}
+			kv = append(kv, "holder_supervisor", "dead")
+		}
+		kv = append(kv, "holder_pid", pid, "holder_session", h.Session, "holder_run", h.Run)
 		if !h.Since.IsZero() {
 			kv = append(kv, "held", time.Since(h.Since).Round(time.Second))
 		}

@@ -24,20 +24,20 @@ func endLeftovers(ctx context.Context, path string, rec lock.Record,
 	if rec.Run == "" {
 		return nil, nil
 	}
-	holders, err := lock.Holders(path)
-	if err != nil {
-		return nil, nil
-	}
 	me := os.Getpid()
-	for _, pid := range holders {
-		if pid != me && lock.RunOf(pid) == rec.Run {
-			ended = append(ended, pid)
+	return endAll(ctx, grace, func() []int {
+		holders, err := lock.Holders(path)
+		if err != nil {
+			return nil
 		}
-	}
-	if len(ended) == 0 {
-		return nil, nil
-	}
-	return ended, endProcesses(ctx, ended, grace)
+		var tied []int
+		for _, pid := range holders {
+			if pid != me && lock.RunOf(pid) == rec.Run {
+				tied = append(tied, pid)
+			}
+		}
+		return tied
+	})
 }
 
 // watchHolder runs while we sleep in flock(2) on path: it watches the

@@ -211,13 +211,50 @@ wait:
 
 	// What the command left behind: its process group, and every orphan
 	// that was re-parented to us.
-	left := leftovers(pgid)
-	if len(left) > 0 {
-		res.Leftovers = left
-		res.Survivors = endProcesses(context.Background(), left, job.grace())
-	}
+	res.Leftovers, res.Survivors = endAll(context.Background(), job.grace(), func() []int {
+		return leftovers(pgid)
+	})
 	reapChildren()
 	return res, nil
+}
+
+// maxRounds bounds how often endAll looks again for processes that the
+// ones it ended started meanwhile (a TERM trap that spawns a child).
+const maxRounds = 8
+
+// endAll ends every process that find returns, and looks again after each
+// round, since a process being ended may start another: the first round is
+// TERM, grace, KILL; later ones, whose grace was already spent, are KILL.
+// It returns every pid it ended and those still alive at the end.
+func endAll(ctx context.Context, grace time.Duration, find func() []int) (ended, survivors []int) {
+	seen := map[int]bool{}
+	for round := 0; round < maxRounds; round++ {
+		pids := find()
+		var fresh []int
+		for _, pid := range pids {
+			if !seen[pid] {
+				seen[pid] = true
+				ended = append(ended, pid)
+			}
+			fresh = append(fresh, pid)
+		}
+		if len(fresh) == 0 {
+			return ended, nil
+		}
+		g := grace
+		if round > 0 {
+			g = 0
+		}
+		survivors = endProcesses(ctx, fresh, g)
+		if ctx.Err() != nil {
+			return ended, survivors
+		}
+		if len(survivors) == len(fresh) && round > 0 {
+			// Nothing new died: they survive KILL (state D). Stop waiting.
+			return ended, survivors
+		}
+	}
+	return ended, survivors
 }
 
 func orStd(f, std *os.File) *os.File {
@@ -356,8 +393,10 @@ func endProcesses(ctx context.Context, pids []int, grace time.Duration) []int {
 		}
 	}()
 
-	signalAll(fds, unix.SIGTERM)
-	waitExit(ctx, fds, grace)
+	if grace > 0 {
+		signalAll(fds, unix.SIGTERM)
+		waitExit(ctx, fds, grace)
+	}
 	if len(fds) == 0 {
 		return nil
 	}
