@@ -22,6 +22,11 @@ By default runnerlock gives up at once when the lock is busy (like
 flock -n), exiting 75 rather than flock(1)'s 1, so that a busy lock is
 never mistaken for a failed command.
 
+A legacy mkdir lock directory at the path is decided as 'runnerlock
+migrate --help' describes: a stale one is migrated into a lock file and the
+run goes ahead, a live legacy run makes runnerlock skip (75), and a
+directory holding anything unexpected is refused (73).
+
 Examples:
    runnerlock run -- ./scripts/draft.sh
    runnerlock run --wait 2m -- ./scripts/draft.sh
@@ -46,6 +51,8 @@ func runCommand() *cli.Command {
 		durationFlag("grace", nil, "time between TERM and KILL", supervise.DefaultGrace),
 		&cli.StringFlag{Name: "session", Usage: "session `ID` recorded in every event",
 			EnvVars: []string{"RUNNERLOCK_SESSION"}},
+		durationFlag("legacy-max-age", nil, "a legacy lock directory without a usable pid "+
+			"file is stale once older than `DUR`", lock.DefaultLegacyMaxAge),
 	}, globalFlags(true)...)
 	return &cli.Command{
 		Name:        "run",
@@ -76,13 +83,15 @@ func parseRunFlags(c *cli.Context, name string) (runOptions, error) {
 	if c.IsSet("no-wait") && c.IsSet("wait") {
 		return o, usageErr(name, "--no-wait and --wait cannot be used together")
 	}
-	for _, f := range []string{"wait", "timeout", "grace"} {
+	for _, f := range []string{"wait", "timeout", "grace", "legacy-max-age"} {
 		if c.Duration(f) < 0 {
 			return o, usageErr(name, "--%s %s: a duration cannot be negative", f, c.Duration(f))
 		}
 	}
-	if c.IsSet("grace") && c.Duration("grace") == 0 {
-		return o, usageErr(name, "--grace must be more than 0")
+	for _, f := range []string{"grace", "legacy-max-age"} {
+		if c.IsSet(f) && c.Duration(f) == 0 {
+			return o, usageErr(name, "--%s must be more than 0", f)
+		}
 	}
 	be := c.Int("busy-exit")
 	if be < 0 || be > 255 {
@@ -96,6 +105,8 @@ func parseRunFlags(c *cli.Context, name string) (runOptions, error) {
 		Grace:   c.Duration("grace"),
 		Wait:    c.IsSet("wait"),
 		WaitFor: c.Duration("wait"),
+
+		LegacyMaxAge: c.Duration("legacy-max-age"),
 	}
 	return o, nil
 }

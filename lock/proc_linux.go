@@ -94,7 +94,12 @@ func judgePID(pid int, byStart func(start uint64) Liveness) Liveness {
 	}
 	start, state, err := procStat(pid)
 	if errors.Is(err, os.ErrNotExist) {
-		return Dead // it exited between kill and the read
+		// Gone between kill and the read, or hidden from us by /proc's
+		// hidepid=: only kill can tell.
+		if errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+			return Dead
+		}
+		return Unknown
 	}
 	if err != nil {
 		return Unknown

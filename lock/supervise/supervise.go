@@ -67,6 +67,10 @@ type Job struct {
 	Wait    bool
 	WaitFor time.Duration
 
+	// LegacyMaxAge: a legacy lock directory without a usable pid file is
+	// stale once older; 0 means lock.DefaultLegacyMaxAge.
+	LegacyMaxAge time.Duration
+
 	Log Logger
 
 	// Ready, when set, is called once the command has started under the
@@ -141,16 +145,17 @@ func Take(ctx context.Context, job *Job) (h *lock.Holder, orphan *Reclaimed, err
 			wctx, cancel = context.WithTimeout(ctx, job.WaitFor)
 			defer cancel()
 		}
-		h, err = lock.Acquire(wctx, job.Lock, lock.Options{Wait: true, WhileBlocked: watch})
+		h, err = lock.Acquire(wctx, job.Lock, lock.Options{Wait: true, WhileBlocked: watch,
+			LegacyMaxAge: job.LegacyMaxAge})
 	} else {
-		h, err = lock.Acquire(ctx, job.Lock, lock.Options{})
+		h, err = lock.Acquire(ctx, job.Lock, lock.Options{LegacyMaxAge: job.LegacyMaxAge})
 		if errors.Is(err, lock.ErrBusy) {
 			// Held: if by the leftovers of a dead run, end them and try once
 			// more; a live holder keeps the lock.
 			if rec, rerr := lock.ReadRecord(job.Lock); rerr == nil && rec.Orphaned() {
 				ended, _ := EndLeftovers(job.Lock, rec, grace)
 				reclaimed = append(reclaimed, ended...)
-				h, err = lock.Acquire(ctx, job.Lock, lock.Options{})
+				h, err = lock.Acquire(ctx, job.Lock, lock.Options{LegacyMaxAge: job.LegacyMaxAge})
 			}
 		}
 	}
@@ -219,6 +224,13 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 	rec.Since, rec.Fence = now, fence
 
 	log := withRun(job.Log, runID, job.Session)
+	if m := h.Migrated; m != nil {
+		kv := []any{"path", h.Path(), "old_pid", m.OldPID, "reason", m.Reason}
+		if m.Leftover != "" {
+			kv = append(kv, "leftover", m.Leftover)
+		}
+		log.Event("migrate", kv...)
+	}
 	if orphan != nil {
 		reportReclaim(log, orphan)
 	}
