@@ -61,11 +61,6 @@ type confirmation struct {
 	Unusable bool   `json:"unusable,omitempty"`
 }
 
-// ErrNotHandedOff reports a supervisor started by hand rather than by a
-// hook: the descriptors of the hand-off are missing.
-var ErrNotHandedOff = errors.New("the detached supervisor is started by 'runnerlock hook' " +
-	"itself, with the descriptors of the hand-off")
-
 // detach starts the supervisor, hands it h (nil for Reclaim), and waits for
 // its confirmation. h stays held by the hook until then; the caller
 // releases its copy after.

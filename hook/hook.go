@@ -39,6 +39,11 @@ const (
 	ConfirmTimeout = 10 * time.Second
 )
 
+// ErrNotHandedOff reports a supervisor started by hand rather than by a
+// hook: the descriptors of the hand-off are missing.
+var ErrNotHandedOff = errors.New("the detached supervisor is started by 'runnerlock hook' " +
+	"itself, with the descriptors of the hand-off")
+
 // Skip reasons, as the skip event names them.
 const (
 	ReasonBusy   = "runner-busy"

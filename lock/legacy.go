@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gofrs/flock"
 	"golang.org/x/sys/unix"
 )
 
@@ -472,34 +473,52 @@ func judgeAndMigrate(ctx context.Context, path string, maxAge time.Duration,
 	wait bool) (*Holder, legacyFacts, LegacyDecision, error) {
 	var f legacyFacts
 	var d LegacyDecision
-	// github.com/gofrs/flock is not used for this lock, although it is the
-	// short lock it is made for: its New opens with O_CREATE, which fails
-	// with EISDIR on a directory, and with SetFlag(O_RDONLY|O_DIRECTORY) it
-	// can lock one, but it keeps the descriptor to itself and re-resolves
-	// the path when flock fails with EIO or EBADF. The judgement must read
-	// the pid file and the entries through the very descriptor that holds
-	// the lock, so that what is judged is what is locked and what is later
-	// compared with the swapped-out inode.
-	dfd, err := openLegacyDir(path)
-	if err != nil {
-		return nil, f, d, err
-	}
-	defer closeFd(dfd)
-
-	if err := tryFlock(dfd); errors.Is(err, ErrBusy) {
+	// The directory's flock is a short lock that is never handed on, which
+	// is what github.com/gofrs/flock is for. It keeps its descriptor to
+	// itself, so the judgement reads the pid file and the entries through a
+	// descriptor of our own, checked to be the very inode that is locked:
+	// what is judged is what is locked, and what is later compared with the
+	// swapped-out inode.
+	dirLock := flock.New(path,
+		flock.SetFlag(os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK))
+	defer dirLock.Close()
+	locked, err := dirLock.TryLock()
+	if err == nil && !locked {
 		// Another runnerlock is judging or migrating this directory; either
 		// way the lock is not ours to take now.
 		if !wait {
 			return nil, f, d, &LegacyBusyError{Path: path}
 		}
-		if err := waitFlock(ctx, dfd, nil); err != nil {
-			if errors.Is(err, ErrBusy) {
-				return nil, f, d, &LegacyBusyError{Path: path, Err: ctx.Err()}
-			}
-			return nil, f, d, unusableFlock(path, err)
+		// It holds the directory's lock for milliseconds, so the library's
+		// polling wait costs nothing that matters here.
+		locked, err = dirLock.TryLockContext(ctx, 5*time.Millisecond)
+		if !locked && err != nil && ctx.Err() != nil {
+			return nil, f, d, &LegacyBusyError{Path: path, Err: ctx.Err()}
 		}
-	} else if err != nil {
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil, f, d, errRetry // migrated or removed meanwhile
+		}
 		return nil, f, d, unusableFlock(path, err)
+	}
+	lst, err := dirLock.Stat()
+	if err != nil {
+		return nil, f, d, &UnusableError{Path: path,
+			Reason: "cannot inspect the legacy lock directory", Err: err}
+	}
+	dfd, err := openLegacyDir(path)
+	if err != nil {
+		return nil, f, d, err
+	}
+	defer closeFd(dfd)
+	var dst unix.Stat_t
+	if err := unix.Fstat(dfd, &dst); err != nil {
+		return nil, f, d, &UnusableError{Path: path,
+			Reason: "cannot inspect the legacy lock directory", Err: err}
+	}
+	if ldev, lino := fileID(lst); ldev != uint64(dst.Dev) || lino != uint64(dst.Ino) {
+		return nil, f, d, errRetry // the path names another directory now
 	}
 
 	f, err = readLegacyFacts(dfd)

@@ -371,3 +371,13 @@ var sigNames = map[syscall.Signal]string{
 	syscall.SIGALRM: "SIGALRM", syscall.SIGTERM: "SIGTERM", syscall.SIGUSR1: "SIGUSR1",
 	syscall.SIGUSR2: "SIGUSR2", syscall.SIGBUS: "SIGBUS",
 }
+
+// forwarded are the signals passed on to the command.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+
+func orStd(f, std *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return std
+}

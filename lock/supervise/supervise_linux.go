@@ -74,9 +74,6 @@ func markInheritedCloexec() {
 
 var subreaperOnce sync.Once
 
-// forwarded are the signals passed on to the command.
-var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
-
 // runCommand starts the command with the locked descriptor as fd 3, waits
 // for it, and ends what it left behind.
 func runCommand(ctx context.Context, h *lock.Holder, job *Job, env []string,
@@ -255,13 +252,6 @@ func endAll(ctx context.Context, grace time.Duration, find func() []int) (ended,
 		}
 	}
 	return ended, survivors
-}
-
-func orStd(f, std *os.File) *os.File {
-	if f != nil {
-		return f
-	}
-	return std
 }
 
 func startError(name string, err error) error {
