@@ -1220,6 +1220,59 @@ t_timed_out_waiter() {
 
 T_START=$(now_ms)
 echo "# runnerlock: $B ($("$B" --version 2>/dev/null))"
+# A child that closed fd 3 (as Python's subprocess does by default) keeps no
+# lock, so after kill -9 of its supervisor the next run takes the lock at
+# once; it must end that child (tied by RUNNERLOCK_RUN) before it runs.
+t_stray_without_lock() {
+	newcase stray-without-lock
+	start_holder sh -c 'sleep 300 3>&- & wait' || {
+		fail "stray without lock" "the holder never took the lock"
+		return
+	}
+	local sup=$HOLDER shpid sl rc
+	shpid=$(field "$LOG" start cmd_pid)
+	wait_for 5000 eval '[ -n "$(children_of "$shpid")" ]'
+	sl=$(children_of "$shpid")
+	kill -9 "$sup"
+	wait_for 2000 dead "$sup"
+	wait_for 2000 dead "$shpid"
+	check "stray without lock: sleep $sl outlived its supervisor without the lock" \
+		"sleep $sl is dead or holds the lock" eval 'alive "$sl" && is_free "$L"'
+	# Alive means running: a killed stray may stay a zombie until init reaps it.
+	"$B" run -n --lock "$L" --log "$LOG" -- sh -c \
+		'st=$(sed "s/.*) //" /proc/$0/stat 2>/dev/null | cut -c1); [ -z "$st" ] || [ "$st" = Z ] || exit 9' "$sl"
+	rc=$?
+	check "stray without lock: the next run ended sleep $sl before its command ran" \
+		"exit $rc (9: the stray was alive during the new run)" test "$rc" -eq 0
+	check "stray without lock: the reclaim names sleep $sl among the ended" \
+		"log: $(grep reclaim "$LOG")" \
+		test "$(count_events "$LOG" reclaim "ended=\"?([0-9]+,)*$sl(,[0-9]+)*\"?( |\$)")" -eq 1
+}
+
+# A chain of processes that fork and exit at once moves faster than a scan
+# of /proc; the run must still end it before it releases the lock.
+t_fork_chain() {
+	newcase fork-chain
+	cat >"$D/hop.sh" <<EOS
+#!/bin/sh
+[ -e "$D/stop" ] && exit 0
+"$D/hop.sh" &
+exit 0
+EOS
+	chmod +x "$D/hop.sh"
+	local i rc bad=0
+	for i in 1 2 3 4 5; do
+		"$B" run --grace 200ms --lock "$L" --log "$LOG" -- sh -c '"$0"/hop.sh; sleep 0.2' "$D"
+		"$B" run -n --lock "$L" --log "$LOG" -- true
+		rc=$?
+		[ $rc -eq 0 ] || bad=$((bad + 1))
+	done
+	touch "$D/stop"
+	check "fork chain: 5 of 5 runs ended the chain before releasing (the next run got the lock)" \
+		"$bad of 5 next runs were busy" test "$bad" -eq 0
+	terminals "fork chain: every start has one terminal record" "$LOG"
+}
+
 t_kill9_holder
 t_kill9_waiter
 t_exclusion
@@ -1241,6 +1294,8 @@ t_environment
 t_hostile_signals
 t_rotation
 t_timed_out_waiter
+t_stray_without_lock
+t_fork_chain
 
 echo "# test-run.sh: $PASS passed, $FAILS failed, $SKIPS skipped in $(($(now_ms) - T_START)) ms"
 [ "$FAILS" -eq 0 ]

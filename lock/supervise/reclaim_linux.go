@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,59 +45,84 @@ func endLeftovers(ctx context.Context, path string, rec lock.Record,
 // supervisor named by the holder record, and when that supervisor dies
 // with its run still holding the lock, it ends the run's leftovers, so
 // that our flock wakes. It returns the pids it ended when ctx ends.
+//
+// It sleeps on a pidfd of the supervisor and on inotify for a new record;
+// when it has no pidfd to sleep on (the record names no live supervisor,
+// or its leftovers are being ended), it looks again every recheck, so that
+// a supervisor that died between two looks is never missed.
 func watchHolder(ctx context.Context, path string, grace time.Duration) []int {
+	const recheck = 200 * time.Millisecond
 	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return nil
-	}
-	defer unix.Close(in)
-	// A new record is written in place; a cleaner may delete the file.
-	const mask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
-	if _, err := unix.InotifyAddWatch(in, path, mask); err != nil {
-		return nil
+		in = -1
+	} else {
+		// Closing an inotify instance that had a watch waits for the
+		// kernel's SRCU grace period (milliseconds): never on our way.
+		defer func() { go unix.Close(in) }()
+		// A new record is written in place; a cleaner may delete the file.
+		const mask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+		_, _ = unix.InotifyAddWatch(in, path, mask)
 	}
 	wake, stop := ctxPipe(ctx)
 	defer stop()
 
 	var ended []int
 	for ctx.Err() == nil {
+		timeout := recheck
 		rec, rerr := lock.ReadRecord(path)
 		pidfd := -1
-		if rerr == nil && rec.State == lock.StateRunning {
+		if rerr == nil && rec.State == lock.StateRunning && rec.PID > 0 {
+			// Open the pidfd before judging: a supervisor that dies after
+			// the pidfd is open makes it readable, one that died before is
+			// judged dead.
+			pidfd, _ = unix.PidfdOpen(rec.PID, 0)
 			switch lock.Judge(rec.Supervisor()) {
 			case lock.Dead:
 				e, _ := endLeftovers(ctx, path, rec, grace)
 				ended = append(ended, e...)
 			case lock.Alive:
-				pidfd, _ = unix.PidfdOpen(rec.PID, 0)
+				if pidfd >= 0 {
+					timeout = -1
+				}
 			}
 		}
-		fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(wake), Events: unix.POLLIN}}
+		if in >= 0 {
+			fds = append(fds, unix.PollFd{Fd: int32(in), Events: unix.POLLIN})
+		}
 		if pidfd >= 0 {
 			fds = append(fds, unix.PollFd{Fd: int32(pidfd), Events: unix.POLLIN})
 		}
+		ms := -1
+		if timeout > 0 {
+			ms = int(timeout / time.Millisecond)
+		}
 		for {
-			_, err := unix.Poll(fds, -1)
-			if err != unix.EINTR {
+			if _, err := unix.Poll(fds, ms); err != unix.EINTR {
 				break
 			}
 		}
 		if pidfd >= 0 {
 			unix.Close(pidfd)
 		}
-		drain(in)
+		if in >= 0 {
+			drain(in)
+		}
 	}
 	return ended
 }
 
-// ctxPipe returns a descriptor that polls readable once ctx ends.
+// ctxPipe returns a descriptor that polls readable once ctx ends, and a
+// stop that closes it once nothing can write to it any more.
 func ctxPipe(ctx context.Context) (int, func()) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return -1, func() {}
 	}
 	quit := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		select {
 		case <-ctx.Done():
 			_, _ = unix.Write(p[1], []byte{0})
@@ -105,6 +131,7 @@ func ctxPipe(ctx context.Context) (int, func()) {
 	}()
 	return p[0], func() {
 		close(quit)
+		<-done // the write above must not land on a reused descriptor number
 		unix.Close(p[0])
 		unix.Close(p[1])
 	}
@@ -117,4 +144,38 @@ func drain(fd int) {
 			return
 		}
 	}
+}
+
+// strayGrace bounds the grace given to strays of a dead run: they hold no
+// lock, and the new run waits for them.
+const strayGrace = 2 * time.Second
+
+// endStrays ends the processes of the dead run that no longer hold its
+// lock but still carry its RUNNERLOCK_RUN: a child started with its
+// descriptors closed (Python's subprocess does so by default) outlives a
+// hard-killed supervisor without keeping the lock, and would otherwise go
+// on working beside the next run. It returns the pids it ended.
+func endStrays(run string, grace time.Duration) []int {
+	if run == "" {
+		return nil
+	}
+	me := os.Getpid()
+	ended, _ := endAll(context.Background(), min(grace, strayGrace), func() []int {
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return nil
+		}
+		var tied []int
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == me {
+				continue
+			}
+			if lock.RunOf(pid) == run {
+				tied = append(tied, pid)
+			}
+		}
+		return tied
+	})
+	return ended
 }

@@ -232,6 +232,7 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 		log.Event("migrate", kv...)
 	}
 	if orphan != nil {
+		orphan.Ended = append(orphan.Ended, endStrays(orphan.Record.Run, job.grace())...)
 		reportReclaim(log, orphan)
 	}
 	if err := h.WriteRecord(rec); err != nil {
@@ -263,6 +264,11 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 		return Result{Record: rec}, err
 	}
 	res.Record = rec
+	if len(res.Leftovers) > 0 && len(res.Survivors) == 0 {
+		// Something was left behind: make sure none of it still shares our
+		// lock before we say that the run released it.
+		res.Survivors = otherHolders(h.Path())
+	}
 
 	kv := []any{"status", res.Status, "duration", res.Duration.Round(time.Millisecond)}
 	if len(res.Leftovers) > 0 {
@@ -282,13 +288,18 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 		log.Warn(Timeout, append(kv, "timeout", job.Timeout)...)
 	}
 	if len(res.Survivors) > 0 {
+		// The record stays running: once we are gone, the next holder
+		// finds a dead supervisor and reclaims from these.
 		log.Error("error", "reason", "survived-kill", "pids", res.Survivors,
-			"message", "processes of the run survived KILL and may hold the lock")
+			"message", "processes of the run survived KILL and may hold the lock; "+
+				"the next run reclaims it from them")
+		return res, nil
 	}
 
 	if still, serr := h.StillHeld(); serr == nil && !still && !lost {
 		reportLost(log)
 	}
+
 	rec.State = lock.StateReleased
 	res.Record = rec
 	if err := h.WriteRecord(rec); err != nil {

@@ -211,8 +211,43 @@ wait:
 	res.Leftovers, res.Survivors = endAll(context.Background(), job.grace(), func() []int {
 		return leftovers(pgid)
 	})
+	if len(res.Survivors) == 0 {
+		res.Leftovers, res.Survivors = converge(pgid, res.Leftovers)
+	}
 	reapChildren()
 	return res, nil
+}
+
+// converge makes sure that nothing of the run is left: a scan of /proc can
+// miss a process that forks and exits at once (a chain of them moves
+// faster than a scan), but as subreaper we have a child for as long as any
+// part of such a chain lives. So KILL the group and what a scan finds,
+// reap, and repeat until we have no child and the group is empty, for at
+// most killWait; what is left then is reported.
+func converge(pgid int, ended []int) ([]int, []int) {
+	seen := map[int]bool{}
+	for _, pid := range ended {
+		seen[pid] = true
+	}
+	deadline := time.Now().Add(killWait)
+	for {
+		reapChildren()
+		if !mayHaveLeftovers(pgid) {
+			return ended, nil
+		}
+		if time.Now().After(deadline) {
+			return ended, leftovers(pgid)
+		}
+		_ = unix.Kill(-pgid, unix.SIGKILL)
+		for _, pid := range leftovers(pgid) {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			if !seen[pid] {
+				seen[pid] = true
+				ended = append(ended, pid)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // maxRounds bounds how often endAll looks again for processes that the
@@ -456,30 +491,57 @@ func reapChildren() {
 // during the run: unlinking or renaming over it changes its link count
 // (IN_ATTRIB), moving it is IN_MOVE_SELF. IN_DELETE_SELF would come only
 // after our own descriptor is closed, too late to matter.
+//
+// Closing an inotify instance that had a watch waits for the kernel's SRCU
+// grace period, 8-16 ms on a busy machine, which every short run would pay
+// while it holds the lock. So the watch starts only once the run has lasted
+// watchAfter (the check at the end of the run covers shorter ones) and is
+// closed off the run's path.
 type lockWatch struct {
 	c    chan struct{}
-	f    *os.File
 	quit chan struct{}
+	mu   sync.Mutex
+	f    *os.File
+	done bool
 }
 
+const watchAfter = time.Second
+
 func watchLockFile(h *lock.Holder) *lockWatch {
-	w := &lockWatch{quit: make(chan struct{})}
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return w
-	}
-	if _, err := unix.InotifyAddWatch(fd, h.Path(), unix.IN_ATTRIB|unix.IN_MOVE_SELF); err != nil {
-		unix.Close(fd)
-		return w
-	}
-	// A non-blocking inotify descriptor is pollable, so a read through
-	// *os.File parks in the runtime's poller and Close wakes it.
-	w.f = os.NewFile(uintptr(fd), "inotify")
-	w.c = make(chan struct{}, 1)
+	w := &lockWatch{c: make(chan struct{}, 1), quit: make(chan struct{})}
 	go func() {
+		select {
+		case <-time.After(watchAfter):
+		case <-w.quit:
+			return
+		}
+		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			return
+		}
+		if _, err := unix.InotifyAddWatch(fd, h.Path(), unix.IN_ATTRIB|unix.IN_MOVE_SELF); err != nil {
+			unix.Close(fd)
+			return
+		}
+		// A non-blocking inotify descriptor is pollable, so a read through
+		// *os.File parks in the runtime's poller and Close wakes it.
+		f := os.NewFile(uintptr(fd), "inotify")
+		w.mu.Lock()
+		if w.done {
+			w.mu.Unlock()
+			f.Close()
+			return
+		}
+		w.f = f
+		w.mu.Unlock()
+		// The file may have gone before the watch was set.
+		if still, err := h.StillHeld(); err == nil && !still {
+			w.c <- struct{}{}
+			return
+		}
 		buf := make([]byte, 4096)
 		for {
-			if _, err := w.f.Read(buf); err != nil {
+			if _, err := f.Read(buf); err != nil {
 				return
 			}
 			if still, err := h.StillHeld(); err == nil && !still {
@@ -492,7 +554,31 @@ func watchLockFile(h *lock.Holder) *lockWatch {
 }
 
 func (w *lockWatch) stop() {
-	if w.f != nil {
-		w.f.Close()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
 	}
+	w.done = true
+	close(w.quit)
+	if w.f != nil {
+		go w.f.Close()
+	}
+}
+
+// otherHolders returns the processes besides us whose descriptor holds the
+// lock at path: after a run, only leftovers that escaped being ended.
+func otherHolders(path string) []int {
+	pids, err := lock.Holders(path)
+	if err != nil {
+		return nil
+	}
+	me := os.Getpid()
+	var out []int
+	for _, pid := range pids {
+		if pid != me {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
