@@ -147,6 +147,8 @@ func doRun(c *cli.Context) error {
 		return &exitError{code: se.Status, msg: se.Error()}
 	}
 	if err != nil {
+		log.Error("error", "session", o.job.Session, "reason", "lock-unusable",
+			"message", err.Error())
 		return err
 	}
 	debugf(c, "run %s ended: %s, status %d", res.Record.Run, res.Outcome, res.Status)

@@ -82,12 +82,24 @@ func doStatus(c *cli.Context) error {
 	return nil
 }
 
+// describesHolder reports whether the record is about who holds the lock
+// now: a live supervisor among the holders, or a dead one whose run's
+// processes still hold it. Otherwise it is an earlier run's record, and the
+// holders wrote none (a new holder about to write, or another tool).
+func describesHolder(st lock.Status) bool {
+	r := st.Record
+	if st.State != lock.Held || r == nil || r.State != lock.StateRunning {
+		return false
+	}
+	return st.Supervisor > 0 || r.Orphaned()
+}
+
 func toStatusJSON(st lock.Status) statusJSON {
 	out := statusJSON{State: st.State, Path: st.Path, Holders: st.Holders}
 	if out.Holders == nil {
 		out.Holders = []int{}
 	}
-	if r := st.Record; r != nil && st.State == lock.Held {
+	if r := st.Record; r != nil && describesHolder(st) {
 		out.PID = st.Supervisor
 		out.Session, out.Run, out.Fence = r.Session, r.Run, r.Fence
 		out.Command, out.RecordState = r.Command, r.State
@@ -113,32 +125,7 @@ func printStatus(w io.Writer, st lock.Status, j statusJSON) {
 	row("path", st.Path)
 	switch st.State {
 	case lock.Held:
-		r := st.Record
-		if st.Supervisor > 0 {
-			row("pid", fmt.Sprintf("%d (supervisor)", st.Supervisor))
-		} else if r != nil && r.State == lock.StateRunning {
-			row("pid", fmt.Sprintf("%d (recorded supervisor, not holding: leftovers of "+
-				"its run, or a new holder writing its record)", r.PID))
-		}
-		if r != nil {
-			row("session", r.Session)
-			row("run", r.Run)
-			if !r.Since.IsZero() {
-				row("since", fmt.Sprintf("%s (%s ago)", r.Since.UTC().Format(time.RFC3339),
-					time.Since(r.Since).Round(time.Second)))
-			}
-			row("command", strings.Join(r.Command, " "))
-			row("fence", fmt.Sprint(r.Fence))
-		}
-		row("holders", joinInts(st.Holders))
-		switch {
-		case st.Supervisor > 0:
-			row("hint", fmt.Sprintf("to end the run: kill -TERM %d "+
-				"(runnerlock passes it on and cleans up)", st.Supervisor))
-		case len(st.Holders) > 0:
-			row("hint", fmt.Sprintf("no live supervisor: the next run reclaims the lock; "+
-				"or end the holders: kill -TERM %s", joinInts(st.Holders)))
-		}
+		printHeld(row, st)
 	case lock.Free:
 		if r := st.Record; r != nil {
 			row("last", fmt.Sprintf("run %s, session %q, pid %d, %s", r.Run, r.Session,
@@ -159,6 +146,57 @@ func printStatus(w io.Writer, st lock.Status, j statusJSON) {
 			row("age", l.Age.Round(time.Second).String())
 		}
 		row("hint", "a legacy mkdir lock: 'runnerlock migrate --dry-run' says what it would do")
+	}
+}
+
+func printHeld(row func(k, v string), st lock.Status) {
+	r := st.Record
+	if !describesHolder(st) {
+		if r != nil {
+			row("last", fmt.Sprintf("run %s, session %q, pid %d, %s: an earlier run's record",
+				r.Run, r.Session, r.PID, r.State))
+		}
+		row("holders", joinInts(st.Holders))
+		if len(st.Holders) > 0 {
+			row("hint", fmt.Sprintf("held by processes that wrote no record (a new run about "+
+				"to write one, or another tool such as flock(1)); to end them: kill -TERM %s",
+				joinInts(st.Holders)))
+		}
+		return
+	}
+
+	if st.Supervisor > 0 {
+		row("pid", fmt.Sprintf("%d (supervisor)", st.Supervisor))
+	} else {
+		row("pid", fmt.Sprintf("none: the supervisor %d of this run is dead", r.PID))
+	}
+	row("session", r.Session)
+	row("run", r.Run)
+	if !r.Since.IsZero() {
+		row("since", fmt.Sprintf("%s (%s ago)", r.Since.UTC().Format(time.RFC3339),
+			time.Since(r.Since).Round(time.Second)))
+	}
+	row("command", strings.Join(r.Command, " "))
+	row("fence", fmt.Sprint(r.Fence))
+	row("holders", joinInts(st.Holders))
+	if st.Supervisor > 0 {
+		row("hint", fmt.Sprintf("to end the run: kill -TERM %d "+
+			"(runnerlock passes it on and cleans up)", st.Supervisor))
+		return
+	}
+	var untied []int
+	for _, pid := range st.Holders {
+		if lock.RunOf(pid) != r.Run {
+			untied = append(untied, pid)
+		}
+	}
+	if len(untied) == 0 {
+		row("hint", "leftovers of a run whose supervisor died: the next run ends them "+
+			"and takes the lock")
+	} else {
+		row("hint", fmt.Sprintf("%s hold the lock but are not tied to run %s, so no run "+
+			"reclaims it from them; to end them: kill -TERM %s", joinInts(untied), r.Run,
+			joinInts(untied)))
 	}
 }
 

@@ -18,7 +18,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 cd "$root"
 echo "# building runnerlock into $tmp"
-go build -o "$tmp/runnerlock" .
+bash scripts/build.sh "$tmp/runnerlock"
 RUNNERLOCK_BIN=$tmp/runnerlock
 export RUNNERLOCK_BIN
 

@@ -156,7 +156,17 @@ func (cfg *Config) busy(in *Input, err error) (Outcome, error) {
 	if !errors.As(err, &legacy) && rerr == nil && rec.Orphaned() {
 		// Ending them takes up to --grace and more, which the agent must
 		// not wait for.
-		return cfg.detach(in, nil)
+		out, err := cfg.detach(in, nil)
+		// Leftovers that cannot be tied to their run are never reclaimed,
+		// and every hook would start a reclaim that ends nothing: once the
+		// dead run has held the lock past --stuck-after, say so to the
+		// person at the agent, as for a live holder.
+		if held := time.Since(rec.Since); cfg.StuckAfter > 0 && !rec.Since.IsZero() &&
+			held > cfg.StuckAfter {
+			out.Stuck = true
+			cfg.printSystemMessage(OrphanStuckMessage(cfg.Lock, rec, held))
+		}
+		return out, err
 	}
 
 	be := &supervise.BusyError{Err: err}
@@ -166,12 +176,27 @@ func (cfg *Config) busy(in *Input, err error) (Outcome, error) {
 	out := Outcome{Skipped: ReasonBusy}
 	if msg := cfg.logBusy(in.SessionID, be); msg != "" {
 		out.Stuck = true
-		b, _ := json.Marshal(struct {
-			SystemMessage string `json:"systemMessage"`
-		}{msg})
-		fmt.Fprintf(cfg.Stdout, "%s\n", b)
+		cfg.printSystemMessage(msg)
 	}
 	return out, nil
+}
+
+// printSystemMessage writes the one JSON object an agent shows its user.
+func (cfg *Config) printSystemMessage(msg string) {
+	b, _ := json.Marshal(struct {
+		SystemMessage string `json:"systemMessage"`
+	}{msg})
+	fmt.Fprintf(cfg.Stdout, "%s\n", b)
+}
+
+// OrphanStuckMessage is the systemMessage for a lock that the leftovers of
+// a dead supervisor have held too long.
+func OrphanStuckMessage(path string, rec lock.Record, held time.Duration) string {
+	return fmt.Sprintf("runnerlock: the runner looks stuck: run %s (session %q) lost its "+
+		"supervisor (pid %d) but processes of it have held %s for %s, since %s; a reclaim "+
+		"was started. If this repeats, see 'runnerlock status --lock %s' for the holders "+
+		"and end them", rec.Run, rec.Session, rec.PID, path, held.Round(time.Second),
+		rec.Since.UTC().Format(time.RFC3339), path)
 }
 
 // logBusy writes the skip of a busy lock, with what is known of the

@@ -561,9 +561,11 @@ func refusal(path string, d LegacyDecision) error {
 			d.Detail}
 	}
 	return &UnusableError{Path: path,
-		Reason: "is a legacy lock directory that " + d.Detail +
-			"; refusing to judge it or delete anything",
-		Hint: "look inside; once no run uses it, remove it by hand (rm -r " + path + ")"}
+		Reason: "is a directory that " + d.Detail +
+			", so not a legacy lock directory as runnerlock knows them; " +
+			"refusing to judge it or delete anything",
+		Hint: "if --lock names the wrong path, point it at a lock file path; if this " +
+			"is a legacy lock, look inside and clear out what does not belong there"}
 }
 
 // pathNames reports whether path names the inode dev/ino now.
@@ -626,7 +628,8 @@ func migrateLegacy(path string, dfd int, f *legacyFacts, d LegacyDecision) (*Hol
 				"cannot swap two names in one step (renameat2 RENAME_EXCHANGE), " +
 				"which a safe migration needs",
 			Hint: "runnerlock never falls back to a plain rename or rmdir; once no legacy run " +
-				"uses it, remove it by hand (rm -r " + path + "), or put the lock on tmpfs or ext4"}
+				"uses it, remove its pid file and the directory by hand, " +
+				"or put the lock on tmpfs or ext4"}
 	case err != nil:
 		discardMigrationFile(pfd, tmp, fd, dev, ino)
 		return nil, &UnusableError{Path: path, Reason: "cannot swap in the new lock file", Err: err}

@@ -126,7 +126,7 @@ func openError(path string, err error) error {
 					Hint: "give each user a lock path of its own (--lock or RUNNERLOCK_LOCK)"}
 			}
 		}
-		return &UnusableError{Path: path, Reason: "permission denied", Err: err,
+		return &UnusableError{Path: path, Reason: "cannot open the lock file", Err: err,
 			Hint: "check the permissions of the file and of " + filepath.Dir(path)}
 	case errors.Is(err, unix.ENOENT):
 		return &UnusableError{Path: path, Reason: "its directory does not exist", Err: err}

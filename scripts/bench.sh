@@ -62,10 +62,10 @@ if [ -n "${RUNNERLOCK_BIN:-}" ]; then
 	rl=$RUNNERLOCK_BIN
 else
 	say "building runnerlock, barelock and stamp into $t"
-	(cd "$root" && go build -o "$t/runnerlock" .)
+	bash "$root/scripts/build.sh" "$t/runnerlock"
 	rl=$t/runnerlock
 fi
-(cd "$root" && go build -o "$t/barelock" ./scripts/bench/barelock)
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$t/barelock" ./scripts/bench/barelock)
 bare=$t/barelock
 stamp=$t/stamp
 if ! gcc -O2 -static -o "$stamp" "$root/scripts/bench/stamp.c" 2>/dev/null; then

@@ -17,7 +17,7 @@ export XDG_STATE_HOME=$demo/state
 export DRAFT_SECONDS=${DRAFT_SECONDS:-3}
 
 echo "== building ./runnerlock"
-go build -trimpath -tags urfave_cli_no_docs -o runnerlock .
+bash scripts/build.sh runnerlock
 ./runnerlock --version
 
 echo

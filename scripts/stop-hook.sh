@@ -36,7 +36,7 @@ elif [ -x "$repo/runnerlock" ]; then
 	bin=$repo/runnerlock
 else
 	echo "stop-hook.sh: error: runnerlock not found: set RUNNERLOCK_BIN, put it on PATH," \
-		"or build it with 'go build' in $repo" >&2
+		"or build it with scripts/build.sh in $repo" >&2
 	exit 1
 fi
 

@@ -83,7 +83,7 @@ if [ -n "${RUNNERLOCK_BIN:-}" ]; then
 	bin=$RUNNERLOCK_BIN
 else
 	note "building runnerlock into $work"
-	(cd "$root" && go build -o "$work/runnerlock" .) || { fail "go build"; exit 1; }
+	bash "$root/scripts/build.sh" "$work/runnerlock" || { fail "go build"; exit 1; }
 	bin=$work/runnerlock
 fi
 bin=$(readlink -f "$bin")

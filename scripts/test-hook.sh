@@ -131,7 +131,7 @@ if [ ! -d "$fixtures" ]; then
 	exit 1
 fi
 if [ -z "${RUNNERLOCK_BIN:-}" ]; then
-	if ! (cd "$repo" && go build -o "$tmp/runnerlock" .); then
+	if ! bash "$repo/scripts/build.sh" "$tmp/runnerlock"; then
 		echo "FAIL - go build"
 		exit 1
 	fi
@@ -244,6 +244,21 @@ check "its supervisor ends the leftovers and logs reclaim" \
 check "then the new run starts" \
 	'wait_log "start run=.* session=\"$sid_minimal\".*reclaimed" 3'
 check "the grandchild is gone" 'gone ${left//,/ }'
+wait_free 3
+
+# --- leftovers that cannot be reclaimed: the agent is told once stuck ----
+fire "$fixtures/stop-current.json" -- sh -c 'env -u RUNNERLOCK_RUN sleep 30 & wait'
+sup=$(status_get pid)
+started+=("$sup")
+kill -9 "$sup"
+sleep 0.3
+untied=$(holders)
+fire "$fixtures/stop-minimal.json" --stuck-after 1ms --grace 1s -- touch "$tmp/never"
+check "a hook on a lock kept by untied leftovers ($untied) returns at once (rc=$rc, ${ms} ms)" \
+	'[ "$rc" -eq 0 ] && [ "$ms" -lt 1000 ]'
+check "and, past --stuck-after, prints one systemMessage that says the supervisor died" \
+	'jvalid <<<"$out" && grep -q "lost its supervisor" <<<"$out"'
+for p in $untied; do kill -9 "$p" 2>/dev/null; done
 wait_free 3
 
 # --- bad input: exit 1, one line, nothing started ------------------------

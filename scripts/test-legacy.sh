@@ -40,7 +40,7 @@ section() { printf '\n== %s\n' "$*"; }
 if [[ -n ${RUNNERLOCK_BIN:-} ]]; then
 	cp "$RUNNERLOCK_BIN" "$tmp/runnerlock"
 else
-	(cd "$repo" && go build -o "$tmp/runnerlock" .) || fail "go build"
+	bash "$repo/scripts/build.sh" "$tmp/runnerlock" || fail "go build"
 fi
 bin=$tmp/runnerlock
 chmod 755 "$bin"

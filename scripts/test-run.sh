@@ -56,7 +56,7 @@ cd "$T" || exit 1
 
 if [ -z "${RUNNERLOCK_BIN:-}" ]; then
 	echo "# RUNNERLOCK_BIN not set: building into $T"
-	(cd "$ROOT" && go build -o "$T/runnerlock" .) || {
+	bash "$ROOT/scripts/build.sh" "$T/runnerlock" || {
 		echo "FAIL - build: go build failed"
 		exit 1
 	}

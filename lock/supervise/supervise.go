@@ -252,7 +252,7 @@ func Run(ctx context.Context, h *lock.Holder, orphan *Reclaimed, job *Job) (Resu
 	)
 	res, err := runCommand(ctx, h, job, env, func(pid int) {
 		log.Event("start", "pid", os.Getpid(), "cmd_pid", pid, "fence", fence,
-			"command", strings.Join(job.Args, " "))
+			"command", clip(strings.Join(job.Args, " "), maxCommandText))
 		if job.Ready != nil {
 			job.Ready(rec)
 		}
@@ -391,4 +391,15 @@ func orStd(f, std *os.File) *os.File {
 		return f
 	}
 	return std
+}
+
+// maxCommandText bounds the command in the start event, as in the record:
+// an event line must stay a line an operator can read.
+const maxCommandText = 4 << 10
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
