@@ -10,6 +10,7 @@ repo=$(dirname "$here")
 cd "$repo"
 
 demo=/tmp/runnerlock-quickstart
+rm -rf "$demo/state" # a fresh log for each try; the lock file itself stays
 mkdir -p "$demo"
 export RUNNERLOCK_BIN=$repo/runnerlock
 export RUNNERLOCK_LOCK=$demo/runner.lock
