@@ -3,7 +3,8 @@
 # with real processes, real signals and kill -9.
 #
 # It runs, in order, scripts/test-run.sh and, where present,
-# scripts/test-hook.sh, scripts/test-legacy.sh and scripts/stress.sh --short,
+# scripts/test-hook.sh, scripts/test-legacy.sh, scripts/test-hostile.sh and
+# scripts/stress.sh --short,
 # each with RUNNERLOCK_BIN exported. Each prints `ok - ...` / `FAIL - ...`
 # lines and exits non-zero on failure; this script counts them, prints
 #
@@ -59,7 +60,7 @@ run_script() {
 }
 
 run_script scripts/test-run.sh
-for s in scripts/test-hook.sh scripts/test-legacy.sh; do
+for s in scripts/test-hook.sh scripts/test-legacy.sh scripts/test-hostile.sh; do
 	if [ -f "$s" ]; then
 		run_script "$s"
 	else
