@@ -1,69 +1,96 @@
 /*
- * rollout.pml - a Promela model of the runnerlock rollout protocol, checked
- * with spin (scripts/check-model.sh runs it).
+ * rollout.pml - a Promela model of the runnerlock rollout protocol.
+ * Checked with spin by scripts/check-model.sh (see there for the runs).
  *
  * One lock path P (/tmp/buildbench-runner.lock) is shared by
- *   - runnerlock processes  (proctype Runner):  lock.Acquire, lock.tryFlock,
- *     lock.judgeLegacy, lock.migrateLegacy;
- *   - legacy hooks of form 2 (proctype Legacy2): mkdir, pid file, trap
- *     `rm -rf`, and the kill -0 steal (scripts/legacy-hook.sh);
- *   - legacy hooks of form 1 (proctype Legacy1): bare mkdir, trap `rmdir`.
- * A bounded number of hard kills (SIGKILL) may hit any process at any step:
- * no trap runs, the kernel drops the victim's flocks, its pid is dead from
- * then on, and whatever it left on disk stays.
+ *   Runner   runnerlock: lock.Acquire and lock.tryFlock (lock/lock.go,
+ *            lock/lock_linux.go), lock.judgeLegacy (lock/legacy.go),
+ *            lock.migrateLegacy (lock/legacy_linux.go);
+ *   Legacy2  the legacy hook with a pid file and the kill -0 steal, as in
+ *            scripts/legacy-hook.sh;
+ *   Legacy1  the first legacy hook: bare mkdir, trap rmdir, no pid file.
+ * Any process may be killed hard (SIGKILL) before any of its steps, up to
+ * MAXKILL kills in one execution: no trap runs, the kernel drops the
+ * victim's flocks, its pid is dead from then on, and what it left on disk
+ * stays (a lock directory with or without pid, a temp file).
  *
- * What P names is an inode: none, a directory (with or without a pid file)
+ * What P names is an inode: nothing, a directory (with or without `pid`),
  * or a regular file. Every mkdir/creat makes a fresh inode number, so the
- * "same inode?" checks (fstat vs lstat) compare real identities.
+ * "same inode?" checks (fstat vs lstat) compare real identities, and a
+ * directory carried to another name by an exchange keeps its identity.
  *
- * The property (assertions at every entry into the critical section):
- *   a runnerlock run is never inside together with any other run
- *   (runnerlock or legacy), unless EXCUSED (see below).
- * With -DLEGACY_ONLY the model has only form-2 hooks and the assertion is
- * plain mutual exclusion among them: spin must find the old steal race.
+ * THE PROPERTY, asserted at every entry into the critical section: a
+ * runnerlock run is never inside together with another run (runnerlock or
+ * legacy), unless the execution is EXCUSED. -DLEGACY_ONLY keeps only
+ * Legacy2 hooks and asserts plain exclusion among them: spin must find the
+ * old steal race there.
  *
- * EXCUSED: two races live in the legacy script itself and no protocol on
- * runnerlock's side can close them in an untimed world (a stealer may pause
- * for any time between its `cat pid`/`kill -0` and its `rm -rf`):
- *   misfire - a legacy stealer's `rm -rf "$P"` hit something other than the
- *             directory whose dead pid it read (its TOCTOU; with two stealers
- *             this is the old steal race, with runnerlock migrating first it
- *             deletes runnerlock's fresh lock file);
- *   window  - a stealer legitimately removed the stale directory that a
- *             runnerlock had judged and made a fresh one of its own; the
- *             runnerlock's exchange then swapped that fresh directory out,
- *             and during the swap window (before the exchange back) the
- *             runnerlock was killed hard, or P changed (the new holder's
- *             trap removed runnerlock's temp file).
- * -DSTRICT drops the excuses: spin then shows these races (expected).
- * -DPLAIN_RENAME migrates with rm pid / rmdir / rename(2) instead of the
- * exchange-and-verify: spin must find a violation that is not excused.
- * -DNO_RECHECK drops the "is P still the directory I locked?" re-check in
- * lock.judgeLegacy (shows why it is needed; needs -DNR=3 and a kill).
+ * EXCUSED. The kill -0 steal has a window of its own: between its
+ * `cat pid`/`kill -0` and its `rm -rf "$P"` a stealer may pause, and then it
+ * deletes whatever P is by now. With two stealers that is the old race; with
+ * a runnerlock migrating the same stale directory it is the same race with
+ * runnerlock as the second party. In an untimed model no protocol on
+ * runnerlock's side closes it, so the default model excuses:
+ *   misfire  a stealer's rm -rf hit something other than the directory
+ *            whose dead pid it read (a fresh legacy directory, or a
+ *            runnerlock's lock file); it is a `race` when that directory
+ *            had left P by no runnerlock's doing (another stealer removed
+ *            it, or its holder ended between `cat` and `kill -0`): the old
+ *            steal race, which needs no runnerlock at all;
+ *   window   a stealer removed the stale directory that a runnerlock had
+ *            judged and made a fresh one of its own; the runnerlock's
+ *            exchange swapped the fresh one out (verify fails), and before
+ *            the exchange back the runnerlock was killed, or P changed
+ *            (the new holder ended and its trap deleted the temp file).
+ * and checks that nothing else ever breaks exclusion.
+ * -DGRACE models a stronger migration (a proposal, see lock.migrateLegacy
+ * below): disarm the steal by removing the judged directory's pid file,
+ * wait a grace period longer than any stealer's cat-to-rm gap (modelled:
+ * until no stealer is between its `cat` and the end of its rm -rf),
+ * re-check, then exchange.
+ * Then only `race` is excused: the old steal race among legacy hooks,
+ * whose stealer may as well delete a lock file that a runnerlock made
+ * meanwhile on the emptied path.
+ * -DNARROW excuses only `race` without GRACE (expected to fail: shows
+ * runnerlock itself as the second party of a steal race).
+ * -DSTRICT excuses nothing (expected to fail: shows the races above).
+ * -DPLAIN_RENAME migrates by rm pid / rmdir / rename(2) instead of the
+ * exchange and verify (expected to fail, with no excuse in play).
+ * -DNO_RECHECK drops the re-check after lock.judgeLegacy (expected to fail;
+ * needs three runnerlocks).
+ * -DNOPRUNE keeps exploring executions after they are excused.
  *
- * Simplifications (see also the report in scripts/check-model.sh):
- *   - "aged" (older than --legacy-max-age) is modelled as "the directory's
- *     creator is dead": runs are assumed to be shorter than
- *     --legacy-max-age. A dead creator's young directory (really busy) is
- *     treated as stale, which only adds behaviours (skipping is always safe).
- *   - pid reuse is not modelled: a dead pid stays dead (the start-time check
- *     of lock.judgeLegacy is assumed right); pid namespaces, EPERM and
- *     garbage pid files are not modelled; directories hold only `pid`.
- *   - flocks are non-blocking (-n); a busy answer ends the run.
- *   - each process makes one run; a runnerlock retries from the top at most
- *     MAXROUND times, then gives up busy.
- *   - one step = one system call (or one shell command); writing the pid
- *     file is one step (no torn/empty pid file in between).
+ * Abstractions and limits (the README repeats them):
+ *   - Age: a directory counts as older than --legacy-max-age only if every
+ *     process that was alive when it last changed (mkdir, pid written or
+ *     removed) has ended since. That is the assumption "every process lives
+ *     shorter than --legacy-max-age"; where the model says aged, the real
+ *     directory may still be young, which only adds behaviours.
+ *   - Pid reuse, pid namespaces, EPERM, garbage pid files and extra files in
+ *     the directory are not modelled: a dead pid stays dead, and
+ *     lock.judgeLegacy's start-time check is taken as right.
+ *   - flock is non-blocking (-n); busy ends the run. Each process makes one
+ *     run; a runnerlock decides again at most MAXROUND times.
+ *   - A step is one system call or shell command, atomic. Some neighbouring
+ *     steps are joined where that hides no behaviour: a successful flock
+ *     with the inode check after it (a taken lock is a right mover); temp
+ *     file creation with the exchange (nobody else knows T); the removal of
+ *     the exchanged-out directory with entering (T is private); the end of
+ *     a legacy run with the first step of its trap (the run is taken to
+ *     last longer, which can only add overlaps).
+ *   - The legacy trap is set only after mkdir succeeded; echo $$ > P/pid
+ *     is one atomic write, and a failed one (P is not a directory) is
+ *     ignored by the hook.
  */
 
 #ifndef NR
 #define NR 2            /* runnerlock processes */
 #endif
 #ifndef NL2
-#define NL2 2           /* legacy hooks, form 2 (pid file, kill -0 steal) */
+#define NL2 2           /* legacy hooks with pid file and kill -0 steal */
 #endif
 #ifndef NL1
-#define NL1 1           /* legacy hooks, form 1 (bare mkdir) */
+#define NL1 1           /* legacy hooks, bare mkdir */
 #endif
 #ifdef LEGACY_ONLY
 #undef NR
@@ -73,52 +100,67 @@
 #define STRICT
 #endif
 #ifndef MAXKILL
-#define MAXKILL 1       /* hard kills in one execution */
+#define MAXKILL 1       /* hard kills in one execution (NPROC: no bound) */
 #endif
 #ifndef MAXROUND
-#define MAXROUND 2      /* attempts of one runnerlock before giving up busy */
+#define MAXROUND 2      /* decisions of one runnerlock before it gives up */
 #endif
 #ifndef INIT
-#define INIT 9          /* 0 empty, 1 stale dir with dead pid, 2 stale dir
-                           without pid, 3 lock file, 9 any of them */
+#define INIT 9          /* P at the start: 0 nothing, 1 stale directory with a
+                           dead pid, 2 aged directory without pid, 3 a lock
+                           file; 9: each of them */
 #endif
 
-#define NPROC (NR + NL2 + NL1)
-#define GHOST (NPROC + 1)         /* a pid that is dead from the start */
-#define MAXID 20                  /* inode numbers 1..MAXID-1; 0 = none */
+#define NPROC (NR + NL2 + NL1)     /* pids 1..NPROC: runners, form 2, form 1 */
+#define GHOST (NPROC + 1)          /* the pid of a holder killed long ago */
+#define MAXID 16                   /* inode numbers 1..MAXID-1; 0 = none */
 
 #define NONE 0
 #define DIR  1
 #define FILE 2
 
-byte P;                 /* inode that the path P names, NONE if absent */
+byte P;                 /* inode named by the path, NONE if absent */
 byte kind[MAXID];       /* DIR or FILE */
-byte pidf[MAXID];       /* DIR: pid written in its `pid` file, 0 = no file */
-byte wit[MAXID];        /* DIR: the processes alive when it last changed */
-byte lk[MAXID];         /* flock(LOCK_EX) holder of the inode, 0 = none */
+byte pidf[MAXID];       /* DIR: pid in its `pid` file, 0 = no pid file */
+byte wit[MAXID];        /* DIR: processes alive when it last changed */
+byte lk[MAXID];         /* holder of flock(LOCK_EX) on the inode, 0 = none */
 byte nid = 1;           /* next fresh inode number */
-byte alivem;            /* bit p: process p has started and not ended;
-                           pid 0 and GHOST are never alive */
-byte inR, inL;          /* runnerlock / legacy runs inside */
+byte alivem;            /* bit p: process p has started and not ended */
+byte inflight;          /* bit p: stealer p is between its read and rm -rf */
+byte inR, inL;          /* runs inside: runnerlock, legacy */
 byte nkill;             /* hard kills so far */
-int  stolen;            /* bit i: dir i was removed by a stealer that judged it */
-bool misfire, window;   /* the excuses, see above */
+int  stolen;            /* bit d: a stealer that judged dir d removed it */
+int  rmoved;            /* bit d: a runnerlock's exchange moved d off P */
+bool misfire, race, window;            /* the excuses (see above) */
+byte wint[4], wdir[4];  /* runnerlock i in its swap window: its temp file
+                           now at P, and the directory it judged */
 
 #define ISSTOLEN(d)  ((stolen >> (d)) & 1)
+#define RMOVED(d)    ((rmoved >> (d)) & 1)
 #define ALIVE(p)     ((alivem >> (p)) & 1)
 #define START        alivem = alivem | (1 << me)
 #define END          alivem = alivem & ~(1 << me)
-/* mtime of directory d changes now */
-#define TOUCH(d)     wit[d] = alivem
-/* lock.judgeLegacy's "older than --legacy-max-age", under the assumption
-   that every process lives shorter than --legacy-max-age: possible only
-   when every process that was alive at the directory's last change has
-   ended since (the model then takes it as aged: that only adds behaviours) */
-#define AGED(d)      ((wit[d] & alivem) == 0)
-#ifdef STRICT
-#define EXCUSED false
+#define TOUCH(d)     wit[d] = alivem             /* d's mtime changes now */
+#define AGED(d)      ((wit[d] & alivem) == 0)    /* see "Age" above */
+
+#define WINHIT(i)    (wint[i] != 0 && P != wint[i] && ISSTOLEN(wdir[i]))
+#if defined(STRICT)
+#define EXCUSED      false
+#elif defined(GRACE) || defined(NARROW)
+#define EXCUSED      race
 #else
-#define EXCUSED (misfire || window)
+#define EXCUSED      (misfire || window || \
+                      WINHIT(1) || WINHIT(2) || WINHIT(3))
+#endif
+
+/* Once an execution is excused, nothing it does later counts: every step
+   is guarded by GO and the search stops there (-DNOPRUNE: it goes on). */
+#ifdef NOPRUNE
+#define GO
+#define GO_          true ->
+#else
+#define GO           !EXCUSED &&
+#define GO_          !EXCUSED ->
 #endif
 
 #define NEWINODE(v, k) v = nid; nid++; assert(nid <= MAXID); kind[v] = k
@@ -131,200 +173,212 @@ bool misfire, window;   /* the excuses, see above */
 #define ENTER_L  assert(EXCUSED || inR == 0); inL++; ins = true
 #endif
 
-/* A hard kill is possible before every step: an option of each `if`. */
-#define KILL :: atomic { nkill < MAXKILL -> nkill++; CLEANUP; goto dead }
+/* A run ends: skip, or done after its release or its trap. A process that
+   has ended keeps its slot in the state vector: RESET zeroes its locals. */
+#define FINISH   END; RESET; goto dead
+/* SIGKILL, possible before every step: an option of every `if` below. */
+#define KILL     :: atomic { GO nkill < MAXKILL -> nkill++; CLEANUP; RESET; \
+                             goto dead }
 
-/* ------------------------------------------------------------------ */
-/* runnerlock: lock.Acquire / lock.tryFlock (lock/lock.go,            */
-/* lock/lock_linux.go), lock.judgeLegacy (lock/legacy.go),            */
-/* lock.migrateLegacy (lock/legacy_linux.go).                         */
-/* ------------------------------------------------------------------ */
+/* ================================================================== */
+/* runnerlock                                                         */
+/* ================================================================== */
 
-/* SIGKILL of a runnerlock: the kernel drops its flocks; the temp file stays. */
+/* decide again from the top, or give up busy after MAXROUND decisions */
+#define RETRY    round++; if :: round < MAXROUND -> goto top :: else -> FINISH fi
+/* SIGKILL: the kernel drops the flocks; a temp file stays where it is */
 #define CLEANUP \
 	if :: lk[fd] == me -> lk[fd] = 0 :: else fi; \
 	if :: lk[dfd] == me -> lk[dfd] = 0 :: else fi; \
 	if :: lk[t] == me -> lk[t] = 0 :: else fi; \
-	if :: inwin && ISSTOLEN(dfd) -> window = true :: else fi; \
+	if :: wint[me] != 0 && ISSTOLEN(dfd) -> window = true :: else fi; \
 	if :: ins -> inR-- :: else fi; \
 	END
+#define RESET    fd = 0; dfd = 0; t = 0; tn = 0; x = 0; round = 0; ins = false
 
 proctype Runner(byte me)
 {
-	byte fd, dfd, t, tn, x, round;  /* tn: inode at my temp name T */
-	bool ins, inwin;
+	byte fd;        /* the lock file's descriptor (its inode) */
+	byte dfd;       /* the legacy directory's descriptor */
+	byte t;         /* the temp file T made by lock.migrateLegacy */
+	byte tn;        /* what the name T holds now */
+	byte x, round;
+	bool ins;
 
-	START;          /* the process starts: from now on it is alive */
 top:
-	if
-	:: round == MAXROUND -> goto busy
-	:: else -> round++
-	fi;
-	/* lock.Acquire: open(P, O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC, 0600);
-	   on EISDIR it reopens P with O_DIRECTORY (one step here: if P changed
-	   in between, the Go code starts over, as this model's retry does). */
+	/* lock.Acquire: open(P, O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC, 0600); on
+	   EISDIR, open(P, O_RDONLY|O_DIRECTORY) (one step: if P changed in
+	   between, the Go code starts over, which the retry here covers) */
 	if
 	KILL
-	:: atomic { P == NONE -> NEWINODE(fd, FILE); P = fd }
-	:: atomic { P != NONE && kind[P] == FILE -> fd = P }
-	:: atomic { P != NONE && kind[P] == DIR -> dfd = P; goto legacy }
+	:: atomic { GO P == NONE -> START; NEWINODE(fd, FILE); P = fd }
+	:: atomic { GO P != NONE && kind[P] == FILE -> START; fd = P }
+	:: atomic { GO P != NONE && kind[P] == DIR -> START; dfd = P; goto legacy }
 	fi;
-	/* lock.tryFlock: flock(fd, LOCK_EX|LOCK_NB) */
+	/* lock.tryFlock: flock(fd, LOCK_EX|LOCK_NB); then fstat(fd) against
+	   lstat(P): does P still name the inode I locked? If not, release and
+	   start over */
 	if
 	KILL
-	:: atomic { lk[fd] == 0 -> lk[fd] = me }
-	:: atomic { lk[fd] != 0 -> fd = 0; goto busy }
-	fi;
-	/* lock.tryFlock: fstat(fd) vs lstat(P): still the same inode? */
-	if
-	KILL
-	:: atomic { P == fd -> ENTER_R; goto inside }
-	:: atomic { P != fd -> lk[fd] = 0; fd = 0; goto top }
+	:: atomic { GO lk[fd] != 0 -> fd = 0; FINISH }          /* busy: skip */
+	:: atomic { GO lk[fd] == 0 && P == fd -> lk[fd] = me; ENTER_R; goto inside }
+	:: atomic { GO lk[fd] == 0 && P != fd -> fd = 0; RETRY }
 	fi;
 
 legacy:
-	/* lock.judgeLegacy: flock(dirfd, LOCK_EX|LOCK_NB) - serializes
-	   runnerlock processes only; legacy hooks ignore it */
+	/* lock.judgeLegacy: flock(dirfd, LOCK_EX|LOCK_NB) (serializes
+	   runnerlock processes; legacy hooks ignore it); read `pid` through
+	   dirfd, kill(pid, 0), fstat(dirfd) for the age; decide */
 	if
 	KILL
-	:: atomic { lk[dfd] == 0 -> lk[dfd] = me }
-	:: atomic { lk[dfd] != 0 -> dfd = 0; goto busy }
+	:: atomic { GO lk[dfd] != 0 -> dfd = 0; FINISH }        /* busy: skip */
+	:: atomic { GO lk[dfd] == 0 &&
+	            ((pidf[dfd] != 0 && !ALIVE(pidf[dfd]))      /* holder-dead */
+	          || (pidf[dfd] == 0 && AGED(dfd)))             /* no-pid-aged */
+	            -> lk[dfd] = me }                           /* stale */
+	:: atomic { GO lk[dfd] == 0 &&
+	            ((pidf[dfd] != 0 && ALIVE(pidf[dfd]))       /* legacy run */
+	          || (pidf[dfd] == 0 && !AGED(dfd)))            /* young */
+	            -> dfd = 0; FINISH }                        /* busy: skip */
 	fi;
-	/* lock.judgeLegacy: read `pid` through dirfd, kill(pid, 0), fstat(dirfd)
-	   for the age (one step) */
+#ifdef GRACE
+	/* lock.migrateLegacy (proposal): disarm the steal - unlinkat(dirfd,
+	   "pid", 0): a kill -0 stealer that looks from now on finds no pid
+	   file and skips (and other runnerlocks find a young directory) */
 	if
 	KILL
-	:: atomic { ((pidf[dfd] != 0 && !ALIVE(pidf[dfd]))     /* holder-dead */
-	          || (pidf[dfd] == 0 && AGED(dfd)))            /* no-pid-aged */
-	            -> skip }
-	:: atomic { ((pidf[dfd] != 0 && ALIVE(pidf[dfd]))      /* legacy run */
-	          || (pidf[dfd] == 0 && !AGED(dfd)))           /* young dir  */
-	            -> lk[dfd] = 0; dfd = 0; goto busy }
+	:: atomic { GO_ if :: pidf[dfd] != 0 -> pidf[dfd] = 0; TOUCH(dfd)
+	                  :: else fi }
 	fi;
-#ifndef NO_RECHECK
-	/* lock.judgeLegacy, after judging: lstat(P) vs fstat(dirfd) - is P
-	   still the very directory I locked and judged? (else it was migrated
-	   by another runnerlock, or removed, meanwhile: start over) */
+	/* ... and wait a grace period longer than a stealer's cat-to-rm gap:
+	   every stealer that read the pid before has done its rm -rf by then */
 	if
 	KILL
-	:: atomic { P == dfd -> skip }
-	:: atomic { P != dfd -> lk[dfd] = 0; dfd = 0; goto top }
+	:: atomic { GO inflight == 0 -> skip }
 	fi;
 #endif
-	/* lock.migrateLegacy: create the temp file T beside P
-	   (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) and flock it; nobody else knows T */
+#ifndef NO_RECHECK
+	/* lock.judgeLegacy, after the decision: lstat(P) against fstat(dirfd):
+	   is P still the very directory I locked and judged? (else another
+	   runnerlock migrated it, or it was removed: start over) */
 	if
 	KILL
-	:: atomic { NEWINODE(t, FILE); tn = t; lk[t] = me }
+	:: atomic { GO P == dfd -> skip }
+	:: atomic { GO P != dfd -> lk[dfd] = 0; dfd = 0; RETRY }
 	fi;
+#endif
 #ifndef PLAIN_RENAME
-	/* lock.migrateLegacy: renameat2(T, P, RENAME_EXCHANGE), then the
-	   verify: fstat(dirfd) vs lstat(T) - is what I swapped out the very
-	   directory I judged? (T is private, so this is one step) */
+	/* lock.migrateLegacy: create T beside P (O_CREAT|O_EXCL|O_NOFOLLOW,
+	   0600) and flock it; renameat2(T, P, RENAME_EXCHANGE); verify with
+	   fstat(dirfd) against lstat(T): is what now sits at T the very
+	   directory I judged? If so: unlinkat(T/pid), rmdir(T), close dirfd:
+	   P is my locked lock file, go inside */
 	if
 	KILL
-	:: atomic { P == NONE ->                 /* ENOENT: start over */
-	            tn = 0; lk[t] = 0; t = 0; lk[dfd] = 0; dfd = 0; goto top }
-	:: atomic { P != NONE && P == dfd -> x = P; P = t; tn = x }
-	:: atomic { P != NONE && P != dfd -> x = P; P = t; tn = x; inwin = true;
-	            /* only a stealer's removal of the judged dir gets here */
-	            assert(ISSTOLEN(dfd) || misfire);
-	            goto swapback }
+	:: atomic { GO P == NONE -> RETRY }             /* ENOENT: start over */
+	:: atomic { GO P != NONE && P == dfd ->
+	            NEWINODE(t, FILE); lk[t] = me; P = t;          /* exchange */
+	            rmoved = rmoved | (1 << dfd);
+	            pidf[dfd] = 0; TOUCH(dfd); lk[dfd] = 0; dfd = 0;  /* remove */
+	            fd = t; t = 0; ENTER_R; goto inside }
+	:: atomic { GO P != NONE && P != dfd ->
+	            NEWINODE(t, FILE); lk[t] = me; tn = P; P = t;  /* exchange */
+	            rmoved = rmoved | (1 << tn);
+	            wint[me] = t; wdir[me] = dfd;      /* verify failed */
+#ifndef NO_RECHECK
+	            /* only a stealer's removal of the judged dir leads here */
+	            assert(ISSTOLEN(dfd) || EXCUSED);
+#endif
+	            skip }
 	fi;
-	/* lock.migrateLegacy: unlinkat(T/pid), rmdir(T), close dirfd: P is now
-	   my locked lock file */
+	/* lock.migrateLegacy, verify failed (a legacy hook replaced P):
+	   renameat2(T, P, RENAME_EXCHANGE) back; unlink T if it still is my
+	   temp file; close it and dirfd; decide again */
 	if
 	KILL
-	:: atomic { pidf[tn] = 0; tn = 0; lk[dfd] = 0; dfd = 0; fd = t; t = 0;
-	            ENTER_R; goto inside }
-	fi;
-swapback:
-	/* lock.migrateLegacy: not the judged dir (a legacy hook replaced it):
-	   renameat2(T, P, RENAME_EXCHANGE) back */
-	if
-	KILL
-	:: atomic { P != NONE ->
+	:: atomic { GO P != NONE ->
 	            if :: P != t && ISSTOLEN(dfd) -> window = true :: else fi;
-	            x = P; P = tn; tn = x; inwin = false }
-	:: atomic { P == NONE ->                 /* ENOENT: P vanished */
+	            x = P; P = tn; tn = x; wint[me] = 0; wdir[me] = 0;
+	            lk[t] = 0; t = 0; tn = 0; x = 0; lk[dfd] = 0; dfd = 0; RETRY }
+	:: atomic { GO P == NONE ->                     /* ENOENT: P vanished */
 	            if :: ISSTOLEN(dfd) -> window = true :: else fi;
-	            inwin = false }
-	fi;
-	/* lock.migrateLegacy: unlink T if it still is my temp file, close it
-	   and dirfd, decide again */
-	if
-	KILL
-	:: atomic { if :: tn == t -> tn = 0 :: else fi;
-	            lk[t] = 0; t = 0; lk[dfd] = 0; dfd = 0; goto top }
+	            wint[me] = 0; wdir[me] = 0;
+	            lk[t] = 0; t = 0; tn = 0; lk[dfd] = 0; dfd = 0; RETRY }
 	fi;
 #else
-	/* negative control: migrate by path, without exchange and verify */
-	/* unlink("P/pid") */
+	/* negative control: migrate by path instead of exchange and verify.
+	   create and flock T; unlink("P/pid") */
 	if
 	KILL
-	:: atomic { if :: P != NONE && kind[P] == DIR && pidf[P] != 0 ->
+	:: atomic { GO_ NEWINODE(t, FILE); lk[t] = me;
+	            if :: P != NONE && kind[P] == DIR && pidf[P] != 0 ->
 	                  pidf[P] = 0; TOUCH(P)
 	               :: else fi }
 	fi;
 	/* rmdir("P") */
 	if
 	KILL
-	:: atomic { if :: P != NONE && kind[P] == DIR && pidf[P] == 0 -> P = NONE
-	               :: else fi }
+	:: atomic { GO_ if :: P != NONE && kind[P] == DIR && pidf[P] == 0 ->
+	                     P = NONE
+	                  :: else fi }
 	fi;
 	/* rename(T, P): replaces a file or nothing, fails on a directory */
 	if
 	KILL
-	:: atomic { P == NONE || kind[P] == FILE ->
-	            P = t; tn = 0; lk[dfd] = 0; dfd = 0; fd = t; t = 0;
+	:: atomic { GO (P == NONE || kind[P] == FILE) ->
+	            P = t; lk[dfd] = 0; dfd = 0; fd = t; t = 0;
 	            ENTER_R; goto inside }
-	:: atomic { P != NONE && kind[P] == DIR ->
-	            tn = 0; lk[t] = 0; t = 0; lk[dfd] = 0; dfd = 0; goto top }
+	:: atomic { GO P != NONE && kind[P] == DIR ->
+	            lk[t] = 0; t = 0; lk[dfd] = 0; dfd = 0; RETRY }
 	fi;
 #endif
 
 inside:
-	/* the run: CMD holds the locked descriptor */
+	/* the run (CMD holds the locked descriptor); then lock release: close */
 	if
 	KILL
-	:: atomic { inR--; ins = false; lk[fd] = 0; fd = 0; goto done }  /* close */
+	:: atomic { GO_ inR--; ins = false; lk[fd] = 0; fd = 0; FINISH }
 	fi;
-busy:
-	skip;   /* skip reason="runner-busy" */
-done:
-	END;
 dead:
 	skip
 }
 #undef CLEANUP
+#undef RESET
 
-/* ------------------------------------------------------------------ */
-/* legacy hook, form 2: scripts/legacy-hook.sh                        */
-/*   mkdir "$P" || { steal with kill -0 once, else skip }             */
+/* ================================================================== */
+/* legacy hook with pid file (scripts/legacy-hook.sh):                */
+/*   if ! mkdir "$P"; then                                            */
+/*     pid=$(cat "$P/pid") && ! kill -0 "$pid" || skip                */
+/*     rm -rf "$P"; mkdir "$P" || skip                                */
+/*   fi                                                               */
 /*   trap 'rm -rf "$P"' EXIT; echo $$ > "$P/pid"; run                  */
-/* ------------------------------------------------------------------ */
+/* ================================================================== */
 
-/* SIGKILL of a legacy hook: no trap; its directory stays as it is. */
+/* SIGKILL: no trap; its directory (if any) stays as it is */
 #define CLEANUP \
 	if :: ins -> inL-- :: else fi; \
+	inflight = inflight & ~(1 << me); \
 	END
+#define RESET    own = 0; jd = 0; pv = 0; ins = false; retried = false
 
-/* rm -rf "$P", as GNU rm does it: first the contents (or a regular file
-   itself), then rmdir by path; `jd` is the directory the stealer judged
-   (0 for the trap); removing anything else is a stealer's misfire */
+/* rm -rf "$P", as GNU rm does it, in two steps: the contents (or a regular
+   file itself), then rmdir by path. jd: the directory whose dead pid the
+   stealer read (0 in the trap); hitting anything else is a misfire */
+#define MISFIRE \
+	misfire = true; if :: !RMOVED(jd) -> race = true :: else fi
 #define RMRF_1 \
 	if \
 	:: P == NONE -> skip \
 	:: P != NONE && kind[P] == FILE -> \
-		if :: jd != 0 -> misfire = true :: else fi; P = NONE \
+		if :: jd != 0 -> MISFIRE :: else fi; P = NONE \
 	:: P != NONE && kind[P] == DIR -> \
-		if :: jd != 0 && P != jd -> misfire = true :: else fi; \
+		if :: jd != 0 && P != jd -> MISFIRE :: else fi; \
 		if :: pidf[P] != 0 -> pidf[P] = 0; TOUCH(P) :: else fi \
 	fi
 #define RMRF_2 \
 	if \
 	:: P != NONE && kind[P] == DIR && pidf[P] == 0 -> \
-		if :: jd != 0 && P != jd -> misfire = true \
+		if :: jd != 0 && P != jd -> MISFIRE \
 		   :: jd != 0 && P == jd -> stolen = stolen | (1 << P) \
 		   :: else fi; \
 		P = NONE \
@@ -333,120 +387,120 @@ dead:
 
 proctype Legacy2(byte me)
 {
-	byte own, jd, pv;
+	byte own;       /* the directory it made */
+	byte jd;        /* the directory whose dead pid it read */
+	byte pv;        /* the pid it read */
 	bool ins, retried;
 
-	START;
 mk:
 	/* legacy-hook.sh: mkdir "$P" */
 	if
 	KILL
-	:: atomic { P == NONE -> NEWINODE(own, DIR); TOUCH(own); P = own;
-	            goto pidw }
-	:: atomic { P != NONE && retried -> goto done }          /* skip */
-	:: atomic { P != NONE && !retried -> retried = true }
+	:: atomic { GO P == NONE -> START; NEWINODE(own, DIR); TOUCH(own);
+	            P = own; goto pidw }
+	:: atomic { GO P != NONE && retried -> START; FINISH }      /* skip */
+	:: atomic { GO P != NONE && !retried -> START; retried = true }
 	fi;
-	/* legacy-hook.sh: pid=$(cat "$P/pid") - no pid file (or P is a
-	   regular file: ENOTDIR) means skip */
+	/* legacy-hook.sh: pid=$(cat "$P/pid"); no pid file (or P is a
+	   regular file: ENOTDIR): skip */
 	if
 	KILL
-	:: atomic { P != NONE && kind[P] == DIR && pidf[P] != 0 ->
-	            jd = P; pv = pidf[P] }
-	:: atomic { !(P != NONE && kind[P] == DIR && pidf[P] != 0) -> goto done }
+	:: atomic { GO P != NONE && kind[P] == DIR && pidf[P] != 0 ->
+	            jd = P; pv = pidf[P]; inflight = inflight | (1 << me) }
+	:: atomic { GO !(P != NONE && kind[P] == DIR && pidf[P] != 0) ->
+	            FINISH }                                        /* skip */
 	fi;
-	/* legacy-hook.sh: kill -0 "$pid" */
+	/* legacy-hook.sh: kill -0 "$pid" succeeds: skip */
 	if
 	KILL
-	:: atomic { ALIVE(pv) -> goto done }
-	:: atomic { !ALIVE(pv) -> skip }
+	:: atomic { GO ALIVE(pv) -> inflight = inflight & ~(1 << me); FINISH }
+	:: atomic { GO !ALIVE(pv) -> skip }
 	fi;
 	/* legacy-hook.sh: rm -rf "$P" (contents) */
 	if
 	KILL
-	:: atomic { RMRF_1 }
+	:: atomic { GO_ RMRF_1 }
 	fi;
-	/* rm -rf: rmdir "$P" */
+	/* rm -rf: rmdir "$P"; then mkdir "$P" once more */
 	if
 	KILL
-	:: atomic { RMRF_2; jd = 0; goto mk }                   /* mkdir once more */
+	:: atomic { GO_ RMRF_2; jd = 0; inflight = inflight & ~(1 << me);
+	            goto mk }
 	fi;
 
 pidw:
-	/* legacy-hook.sh: echo $$ > "$P/pid" (fails if P is no directory) */
+	/* legacy-hook.sh: trap 'rm -rf "$P"' EXIT; echo $$ > "$P/pid"; the
+	   run begins */
 	if
 	KILL
-	:: atomic { if :: P != NONE && kind[P] == DIR -> pidf[P] = me; TOUCH(P)
-	               :: else fi;
+	:: atomic { GO_ if :: P != NONE && kind[P] == DIR -> pidf[P] = me; TOUCH(P)
+	                  :: else fi;
 	            ENTER_L }
 	fi;
-	/* the run */
+	/* the run ends; trap: rm -rf "$P" (contents) */
 	if
 	KILL
-	:: atomic { inL--; ins = false }
-	fi;
-	/* trap: rm -rf "$P" (contents) */
-	if
-	KILL
-	:: atomic { RMRF_1 }
+	:: atomic { GO_ inL--; ins = false; RMRF_1 }
 	fi;
 	/* trap: rm -rf: rmdir "$P" */
 	if
 	KILL
-	:: atomic { RMRF_2 }
+	:: atomic { GO_ RMRF_2; FINISH }
 	fi;
-done:
-	END;
 dead:
 	skip
 }
+#undef CLEANUP
+#undef RESET
 
-/* ------------------------------------------------------------------ */
-/* legacy hook, form 1: mkdir "$P" || skip; trap 'rmdir "$P"' EXIT     */
-/* ------------------------------------------------------------------ */
+/* ================================================================== */
+/* legacy hook, bare form: mkdir "$P" || skip; trap 'rmdir "$P"' EXIT */
+/* ================================================================== */
+#define CLEANUP \
+	if :: ins -> inL-- :: else fi; \
+	END
+#define RESET    own = 0; ins = false
+
 proctype Legacy1(byte me)
 {
 	byte own;
 	bool ins;
 
-	START;
-	/* mkdir "$P" */
+	/* mkdir "$P"; the run begins */
 	if
 	KILL
-	:: atomic { P == NONE -> NEWINODE(own, DIR); TOUCH(own); P = own;
-	            ENTER_L }
-	:: atomic { P != NONE -> goto done }                     /* skip */
+	:: atomic { GO P == NONE -> START; NEWINODE(own, DIR); TOUCH(own);
+	            P = own; ENTER_L }
+	:: atomic { GO P != NONE -> START; FINISH }                 /* skip */
 	fi;
-	/* the run */
+	/* the run ends; trap: rmdir "$P" (fails on a file, or on a directory
+	   that holds a pid file) */
 	if
 	KILL
-	:: atomic { inL--; ins = false }
+	:: atomic { GO_ inL--; ins = false;
+	            if :: P != NONE && kind[P] == DIR && pidf[P] == 0 -> P = NONE
+	               :: else fi;
+	            FINISH }
 	fi;
-	/* trap: rmdir "$P" (fails on a file or a directory with a pid) */
-	if
-	KILL
-	:: atomic { if :: P != NONE && kind[P] == DIR && pidf[P] == 0 -> P = NONE
-	               :: else fi }
-	fi;
-done:
-	END;
 dead:
 	skip
 }
 #undef CLEANUP
+#undef RESET
 
 init {
 	byte i, d;
 	atomic {
-		/* the path at the start of the rollout */
 		if
-		:: INIT == 0 || INIT == 9 -> skip                       /* empty */
-		:: INIT == 1 || INIT == 9 ->  /* stale dir, holder killed: dead pid */
+		:: INIT == 0 || INIT == 9 -> skip                       /* nothing */
+		:: INIT == 1 || INIT == 9 ->  /* a holder killed long ago */
 			NEWINODE(d, DIR); pidf[d] = GHOST; P = d
-		:: INIT == 2 || INIT == 9 ->  /* stale dir without pid, aged */
+		:: INIT == 2 || INIT == 9 ->  /* aged, without pid */
 			NEWINODE(d, DIR); P = d
-		:: INIT == 3 || INIT == 9 ->  /* already migrated: a lock file */
+		:: INIT == 3 || INIT == 9 ->  /* already migrated */
 			NEWINODE(d, FILE); P = d
 		fi;
+		d = 0;
 		i = 1;
 		do
 		:: i <= NR -> run Runner(i); i++
