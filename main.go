@@ -223,6 +223,7 @@ func checkLockPath(c *cli.Context) (string, error) {
 	return p, nil
 }
 
-func durationFlag(name string, aliases []string, usage string, def time.Duration) *cli.DurationFlag {
+func durationFlag(name string, aliases []string, usage string,
+	def time.Duration) *cli.DurationFlag {
 	return &cli.DurationFlag{Name: name, Aliases: aliases, Usage: usage, Value: def}
 }

@@ -10,7 +10,8 @@ import (
 // it again and parsing that gives the same record, on one line, with a
 // fence in range.
 func FuzzParseRecord(f *testing.F) {
-	f.Add([]byte(`{"pid":42,"pid_start":7,"run":"ab","since":"2026-12-03T09:55:02Z","fence":9,"state":"running"}`))
+	f.Add([]byte(`{"pid":42,"pid_start":7,"run":"ab","since":"2026-12-03T09:55:02Z",` +
+		`"fence":9,"state":"running"}`))
 	f.Add([]byte(`{"pid":1,"fence":9007199254740991,"state":"released"}` + "\n" + `tail`))
 	f.Add([]byte(`{"pid":1,"run":"x","fence":1e3}`))
 	f.Add([]byte(`{"pid":1,"command":["sh","-c","\u2028"]}`))
