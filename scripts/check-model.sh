@@ -10,8 +10,9 @@
 # Installs spin and gcc with apt-get when they are missing.
 #
 # Environment: JOBS (parallel checks), MODEL_OUT (a directory: keep each
-# check's pan output and trail there), MODEL_LONG=1 (add a long check with
-# three runnerlock processes, a few minutes and several GB of memory).
+# check's pan output and trail there), MODEL_LONG=1 (add three larger
+# checks: about 3 more minutes on 2 cores and up to 2.5 GB of memory each),
+# MODEL_MEMLIM (MB per check, default 4096).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,7 +67,11 @@ checks=(
 	"steal-race|fail|-DNARROW -DMAXKILL=5|known limit, runnerlock as the second stealer (only legacy-legacy race excused)"
 )
 if [[ ${MODEL_LONG:-0} == 1 ]]; then
-	checks+=("exclusion-long|pass|-DNR=3 -DNL2=2 -DNL1=1 -DMAXKILL=2|exclusion with runnerlock (3 runner, 2 steal, 1 bare, 2 kills)")
+	checks+=(
+		"exclusion-3r2s|pass|-DNR=3 -DNL2=2 -DNL1=0 -DMAXKILL=1|exclusion with runnerlock (3 runner, 2 steal, 1 kill)"
+		"exclusion-rounds|pass|-DMAXKILL=5 -DMAXROUND=3|exclusion with runnerlock (2 runner, 2 steal, 1 bare, any kills, 3 decisions each)"
+		"grace-3r2s|pass|-DGRACE -DNR=3 -DNL2=2 -DNL1=0 -DMAXKILL=1|exclusion with runnerlock, GRACE migration (3 runner, 2 steal, 1 kill)"
+	)
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/check-model.XXXXXX")
