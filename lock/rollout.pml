@@ -3,12 +3,15 @@
  * Checked with spin by scripts/check-model.sh (see there for the runs).
  *
  * One lock path P (/tmp/buildbench-runner.lock) is shared by
- *   Runner   runnerlock: lock.Acquire and lock.tryFlock (lock/lock.go,
- *            lock/lock_linux.go), lock.judgeLegacy (lock/legacy.go),
- *            lock.migrateLegacy (lock/legacy_linux.go);
+ *   Runner   runnerlock: lock.Acquire (lock/lock.go), lock.tryFlock
+ *            (lock/lock_unix.go), lock.judgeAndMigrate with
+ *            lock.judgeLegacy, lock.migrateLegacy with lock.swapBack, and
+ *            lock.settle (lock/legacy.go; the exchange itself is
+ *            renameExchange in lock/legacy_linux.go);
  *   Legacy2  the legacy hook with a pid file and the kill -0 steal, as in
  *            scripts/legacy-hook.sh;
- *   Legacy1  the first legacy hook: bare mkdir, trap rmdir, no pid file.
+ *   Legacy1  the first legacy hook: bare mkdir, trap rm -rf (as in
+ *            scripts/legacy-hook.sh --form1; -DFORM1_RMDIR: rmdir), no pid.
  * Any process may be killed hard (SIGKILL) before any of its steps, up to
  * MAXKILL kills in one execution: no trap runs, the kernel drops the
  * victim's flocks, its pid is dead from then on, and what it left on disk
@@ -21,43 +24,59 @@
  *
  * THE PROPERTY, asserted at every entry into the critical section: a
  * runnerlock run is never inside together with another run (runnerlock or
- * legacy), unless the execution is EXCUSED. -DLEGACY_ONLY keeps only
+ * legacy), unless the execution is EXCUSED (below). -DLEGACY_ONLY keeps only
  * Legacy2 hooks and asserts plain exclusion among them: spin must find the
  * old steal race there.
  *
+ * The migration as built: lock.judgeAndMigrate judges (lock.judgeLegacy)
+ * under the directory's flock, then re-checks that P still names it;
+ * lock.migrateLegacy exchanges a locked temp file in and verifies the inode
+ * it swapped out (swapping back if it is not the judged one); lock.settle
+ * holds the new lock file for legacySettle and checks P still names it
+ * before the run may start.
+ *
  * EXCUSED. The kill -0 steal has a window of its own: between its
- * `cat pid`/`kill -0` and its `rm -rf "$P"` a stealer may pause, and then it
- * deletes whatever P is by now. With two stealers that is the old race; with
- * a runnerlock migrating the same stale directory it is the same race with
- * runnerlock as the second party. In an untimed model no protocol on
- * runnerlock's side closes it, so the default model excuses:
- *   misfire  a stealer's rm -rf hit something other than the directory
- *            whose dead pid it read (a fresh legacy directory, or a
- *            runnerlock's lock file); it is a `race` when that directory
- *            had left P by no runnerlock's doing (another stealer removed
- *            it, or its holder ended between `cat` and `kill -0`): the old
- *            steal race, which needs no runnerlock at all;
- *   window   a stealer removed the stale directory that a runnerlock had
- *            judged and made a fresh one of its own; the runnerlock's
- *            exchange swapped the fresh one out (verify fails), and before
- *            the exchange back the runnerlock was killed, or P changed
- *            (the new holder ended and its trap deleted the temp file).
- * and checks that nothing else ever breaks exclusion.
- * -DGRACE models a stronger migration (a proposal, see lock.migrateLegacy
- * below): disarm the steal by removing the judged directory's pid file,
- * wait a grace period longer than any stealer's cat-to-rm gap (modelled:
- * until no stealer is between its `cat` and the end of its rm -rf),
- * re-check, then exchange.
- * Then only `race` is excused: the old steal race among legacy hooks,
- * whose stealer may as well delete a lock file that a runnerlock made
- * meanwhile on the emptied path.
- * -DNARROW excuses only `race` without GRACE (expected to fail: shows
- * runnerlock itself as the second party of a steal race).
- * -DSTRICT excuses nothing (expected to fail: shows the races above).
+ * `[[ -f pid ]]` and its `rm -rf "$P"` a stealer may pause, and then it
+ * deletes whatever P is by now. With two stealers that is the old race; with a runnerlock
+ * migrating the same stale directory it is that race with runnerlock as the
+ * second party. In an untimed model no protocol on runnerlock's side closes
+ * it; under a timing assumption (that gap is shorter than a grace period)
+ * one can. The events, and the excuse levels (-DEXCUSE=n):
+ *   race     a legacy rm -rf (a stealer's, or a trap's) hit something
+ *            other than the directory it was meant for (the one the
+ *            stealer judged; the hook's own), and that directory had left P
+ *            by no runnerlock's doing (another stealer took it, or its
+ *            holder's trap removed it while the stealer was between its
+ *            `[[ -f pid ]]` and its `kill -0`): the old steal race, which
+ *            needs no runnerlock at all;
+ *   misfire  a stealer's rm -rf hit something other than the directory it
+ *            judged, also where a runnerlock had migrated that directory
+ *            (runnerlock as the second stealer);
+ *   window   a stealer removed the stale directory a runnerlock had judged
+ *            and made a fresh one, and the runnerlock's exchange swapped
+ *            that one out (its verify catches it). Until the exchange back,
+ *            P names the temp file: the fresh holder's trap deletes it, a
+ *            stealer's `cat pid` finds nothing there and takes the live
+ *            holder for dead, a kill leaves the fresh directory hidden. The
+ *            window is excused as a whole (lock.swapBack is not proved);
+ *   EXCUSE=3 race, misfire, window (default): the steal's own window is
+ *            excused, and nothing else may break exclusion;
+ *   EXCUSE=2 race, window: needs lock.settle to stop runnerlock being the
+ *            second stealer - it does not (a kill during the settle, or a
+ *            cascade of legacy traps): expected to fail;
+ *   EXCUSE=1 race only (default with -DGRACE);
+ *   EXCUSE=0 nothing (-DSTRICT).
+ * -DGRACE models a proposal for lock.migrateLegacy: before the exchange,
+ * disarm the steal by removing the judged directory's pid file (a stealer
+ * that looks later finds none and skips), then wait a grace period longer
+ * than any stealer's gap (modelled: until no stealer is between its
+ * `[[ -f pid ]]` and the end of its rm -rf), re-check, exchange. It passes
+ * with EXCUSE=1.
+ * -DNO_SETTLE drops lock.settle (the migration as first specified).
  * -DPLAIN_RENAME migrates by rm pid / rmdir / rename(2) instead of the
- * exchange and verify (expected to fail, with no excuse in play).
- * -DNO_RECHECK drops the re-check after lock.judgeLegacy (expected to fail;
- * needs three runnerlocks).
+ * exchange and verify (expected to fail, under any excuse).
+ * -DNO_RECHECK drops the re-check after judging (expected to fail; needs
+ * three runnerlocks).
  * -DNOPRUNE keeps exploring executions after they are excused.
  *
  * Abstractions and limits (the README repeats them):
@@ -71,16 +90,23 @@
  *     lock.judgeLegacy's start-time check is taken as right.
  *   - flock is non-blocking (-n); busy ends the run. Each process makes one
  *     run; a runnerlock decides again at most MAXROUND times.
+ *   - Timing enters only as the grace/settle assumption above (a stealer's
+ *     gap is shorter than legacySettle), modelled as a wait.
+ *   - Not modelled: --wait (waiting flocks, lock.waitLegacy), `runnerlock
+ *     migrate` and rollback, the refusals (foreign owner, other entries),
+ *     the holder record and reclaim; a runnerlock's CMD is the run itself
+ *     (the kernel ends it with its supervisor).
  *   - A step is one system call or shell command, atomic. Some neighbouring
  *     steps are joined where that hides no behaviour: a successful flock
  *     with the inode check after it (a taken lock is a right mover); temp
- *     file creation with the exchange (nobody else knows T); the removal of
- *     the exchanged-out directory with entering (T is private); the end of
- *     a legacy run with the first step of its trap (the run is taken to
- *     last longer, which can only add overlaps).
- *   - The legacy trap is set only after mkdir succeeded; echo $$ > P/pid
- *     is one atomic write, and a failed one (P is not a directory) is
- *     ignored by the hook.
+ *     file creation with the exchange (nobody else knows T); the verify and
+ *     the removal of the exchanged-out directory with it (T is private);
+ *     the end of a legacy run with the first step of its trap (the run is
+ *     taken to last longer, which can only add overlaps).
+ *   - Legacy hooks follow scripts/legacy-hook.sh: the trap is set after the
+ *     pid is written (a kill before runs no trap anyway); echo $$ > P/pid
+ *     is one atomic write, and a failed one (P is no directory) is
+ *     ignored; the steal is [[ -f pid ]], cat, kill -0, rm -rf, mkdir.
  */
 
 #ifndef NR
@@ -130,10 +156,9 @@ byte inflight;          /* bit p: stealer p is between its read and rm -rf */
 byte inR, inL;          /* runs inside: runnerlock, legacy */
 byte nkill;             /* hard kills so far */
 int  stolen;            /* bit d: a stealer that judged dir d removed it */
-int  rmoved;            /* bit d: a runnerlock's exchange moved d off P */
+int  rmoved;            /* bit d: a runnerlock's exchange moved d off P
+                           (and did not put it back) */
 bool misfire, race, window;            /* the excuses (see above) */
-byte wint[4], wdir[4];  /* runnerlock i in its swap window: its temp file
-                           now at P, and the directory it judged */
 
 #define ISSTOLEN(d)  ((stolen >> (d)) & 1)
 #define RMOVED(d)    ((rmoved >> (d)) & 1)
@@ -143,14 +168,23 @@ byte wint[4], wdir[4];  /* runnerlock i in its swap window: its temp file
 #define TOUCH(d)     wit[d] = alivem             /* d's mtime changes now */
 #define AGED(d)      ((wit[d] & alivem) == 0)    /* see "Age" above */
 
-#define WINHIT(i)    (wint[i] != 0 && P != wint[i] && ISSTOLEN(wdir[i]))
+#ifndef EXCUSE
 #if defined(STRICT)
-#define EXCUSED      false
-#elif defined(GRACE) || defined(NARROW)
-#define EXCUSED      race
+#define EXCUSE 0
+#elif defined(GRACE)
+#define EXCUSE 1
 #else
-#define EXCUSED      (misfire || window || \
-                      WINHIT(1) || WINHIT(2) || WINHIT(3))
+#define EXCUSE 3
+#endif
+#endif
+#if EXCUSE == 0
+#define EXCUSED      false
+#elif EXCUSE == 1
+#define EXCUSED      race
+#elif EXCUSE == 2
+#define EXCUSED      (race || window)
+#else
+#define EXCUSED      (race || misfire || window)
 #endif
 
 /* Once an execution is excused, nothing it does later counts: every step
@@ -191,7 +225,6 @@ byte wint[4], wdir[4];  /* runnerlock i in its swap window: its temp file
 	if :: lk[fd] == me -> lk[fd] = 0 :: else fi; \
 	if :: lk[dfd] == me -> lk[dfd] = 0 :: else fi; \
 	if :: lk[t] == me -> lk[t] = 0 :: else fi; \
-	if :: wint[me] != 0 && ISSTOLEN(dfd) -> window = true :: else fi; \
 	if :: ins -> inR-- :: else fi; \
 	END
 #define RESET    fd = 0; dfd = 0; t = 0; tn = 0; x = 0; round = 0; ins = false
@@ -226,9 +259,10 @@ top:
 	fi;
 
 legacy:
-	/* lock.judgeLegacy: flock(dirfd, LOCK_EX|LOCK_NB) (serializes
-	   runnerlock processes; legacy hooks ignore it); read `pid` through
-	   dirfd, kill(pid, 0), fstat(dirfd) for the age; decide */
+	/* lock.judgeAndMigrate: flock(LOCK_EX|LOCK_NB) on the directory
+	   (serializes runnerlock processes; legacy hooks ignore it), open it
+	   as dirfd (the same inode); readLegacyFacts: `pid` through dirfd,
+	   kill(pid, 0), fstat(dirfd) for the age; lock.judgeLegacy decides */
 	if
 	KILL
 	:: atomic { GO lk[dfd] != 0 -> dfd = 0; FINISH }        /* busy: skip */
@@ -250,16 +284,17 @@ legacy:
 	:: atomic { GO_ if :: pidf[dfd] != 0 -> pidf[dfd] = 0; TOUCH(dfd)
 	                  :: else fi }
 	fi;
-	/* ... and wait a grace period longer than a stealer's cat-to-rm gap:
-	   every stealer that read the pid before has done its rm -rf by then */
+	/* ... and wait a grace period longer than a stealer's gap from its
+	   [[ -f pid ]] to its rm -rf: every stealer that saw the pid file
+	   before has done its rm -rf by then */
 	if
 	KILL
 	:: atomic { GO inflight == 0 -> skip }
 	fi;
 #endif
 #ifndef NO_RECHECK
-	/* lock.judgeLegacy, after the decision: lstat(P) against fstat(dirfd):
-	   is P still the very directory I locked and judged? (else another
+	/* lock.judgeAndMigrate, after lock.judgeLegacy: pathNames - does
+	   lstat(P) still give the directory I locked and judged? (else another
 	   runnerlock migrated it, or it was removed: start over) */
 	if
 	KILL
@@ -268,11 +303,11 @@ legacy:
 	fi;
 #endif
 #ifndef PLAIN_RENAME
-	/* lock.migrateLegacy: create T beside P (O_CREAT|O_EXCL|O_NOFOLLOW,
-	   0600) and flock it; renameat2(T, P, RENAME_EXCHANGE); verify with
-	   fstat(dirfd) against lstat(T): is what now sits at T the very
-	   directory I judged? If so: unlinkat(T/pid), rmdir(T), close dirfd:
-	   P is my locked lock file, go inside */
+	/* lock.migrateLegacy: createMigrationFile T beside P (O_CREAT|O_EXCL|
+	   O_NOFOLLOW, 0600) and tryFlock it; renameExchange(T, P) (renameat2
+	   RENAME_EXCHANGE); verify: does fstatat(T) give the very directory I
+	   judged? If so: unlinkat(dirfd, "pid"), rmdir(T), close dirfd: P is
+	   my locked lock file */
 	if
 	KILL
 	:: atomic { GO P == NONE -> RETRY }             /* ENOENT: start over */
@@ -280,30 +315,43 @@ legacy:
 	            NEWINODE(t, FILE); lk[t] = me; P = t;          /* exchange */
 	            rmoved = rmoved | (1 << dfd);
 	            pidf[dfd] = 0; TOUCH(dfd); lk[dfd] = 0; dfd = 0;  /* remove */
-	            fd = t; t = 0; ENTER_R; goto inside }
+	            fd = t; t = 0;
+#ifdef NO_SETTLE
+	            ENTER_R; goto inside
+#else
+	            goto settle
+#endif
+	          }
 	:: atomic { GO P != NONE && P != dfd ->
 	            NEWINODE(t, FILE); lk[t] = me; tn = P; P = t;  /* exchange */
 	            rmoved = rmoved | (1 << tn);
-	            wint[me] = t; wdir[me] = dfd;      /* verify failed */
+	            /* the verify failed: only a stealer's removal of the judged
+	               directory leads here; the swap window begins */
 #ifndef NO_RECHECK
-	            /* only a stealer's removal of the judged dir leads here */
 	            assert(ISSTOLEN(dfd) || EXCUSED);
 #endif
-	            skip }
+	            if :: ISSTOLEN(dfd) -> window = true :: else fi }
 	fi;
-	/* lock.migrateLegacy, verify failed (a legacy hook replaced P):
-	   renameat2(T, P, RENAME_EXCHANGE) back; unlink T if it still is my
-	   temp file; close it and dirfd; decide again */
+	/* lock.swapBack, the verify failed (a legacy hook replaced P):
+	   renameExchange(T, P) back; if T then holds my file again, discard it
+	   and decide again, else (P changed once more) give up with an error
+	   and leave T; on ENOENT (my file was removed from P), put back what I
+	   swapped out with renameat2(T, P, RENAME_NOREPLACE) and decide again
+	   (if P was made again meanwhile, give up with an error) */
 	if
 	KILL
 	:: atomic { GO P != NONE ->
-	            if :: P != t && ISSTOLEN(dfd) -> window = true :: else fi;
-	            x = P; P = tn; tn = x; wint[me] = 0; wdir[me] = 0;
-	            lk[t] = 0; t = 0; tn = 0; x = 0; lk[dfd] = 0; dfd = 0; RETRY }
-	:: atomic { GO P == NONE ->                     /* ENOENT: P vanished */
-	            if :: ISSTOLEN(dfd) -> window = true :: else fi;
-	            wint[me] = 0; wdir[me] = 0;
-	            lk[t] = 0; t = 0; tn = 0; lk[dfd] = 0; dfd = 0; RETRY }
+	            x = P; P = tn; tn = x; x = 0;
+	            rmoved = rmoved & ~(1 << P);        /* back where it was */
+	            lk[t] = 0; lk[dfd] = 0; dfd = 0;
+	            if
+	            :: tn == t -> t = 0; tn = 0; RETRY     /* discard, again */
+	            :: else -> FINISH                     /* error: T stays */
+	            fi }
+	:: atomic { GO P == NONE ->                     /* ENOENT */
+	            P = tn; tn = 0;                       /* RENAME_NOREPLACE */
+	            rmoved = rmoved & ~(1 << P);
+	            lk[t] = 0; t = 0; lk[dfd] = 0; dfd = 0; RETRY }
 	fi;
 #else
 	/* negative control: migrate by path instead of exchange and verify.
@@ -332,6 +380,24 @@ legacy:
 	            lk[t] = 0; t = 0; lk[dfd] = 0; dfd = 0; RETRY }
 	fi;
 #endif
+#ifndef NO_SETTLE
+settle:
+	/* lock.settle (from lock.takeLegacy): hold the freshly migrated lock
+	   file, not yet handed out, for legacySettle (500ms) - modelled as:
+	   until no stealer is between its [[ -f pid ]] and the end of its
+	   rm -rf, i.e. that gap is shorter than legacySettle ... */
+	if
+	KILL
+	:: atomic { GO inflight == 0 -> skip }
+	fi;
+	/* ... then Holder.StillHeld: lstat(P) against fstat(fd); if a stealer
+	   removed the file meanwhile, release and start over */
+	if
+	KILL
+	:: atomic { GO P == fd -> ENTER_R; goto inside }
+	:: atomic { GO P != fd -> lk[fd] = 0; fd = 0; RETRY }
+	fi;
+#endif
 
 inside:
 	/* the run (CMD holds the locked descriptor); then lock release: close */
@@ -348,10 +414,10 @@ dead:
 /* ================================================================== */
 /* legacy hook with pid file (scripts/legacy-hook.sh):                */
 /*   if ! mkdir "$P"; then                                            */
-/*     pid=$(cat "$P/pid") && ! kill -0 "$pid" || skip                */
+/*     [[ -f $P/pid ]] && ! kill -0 "$(cat "$P/pid")" || skip         */
 /*     rm -rf "$P"; mkdir "$P" || skip                                */
 /*   fi                                                               */
-/*   trap 'rm -rf "$P"' EXIT; echo $$ > "$P/pid"; run                  */
+/*   echo $$ > "$P/pid"; trap 'rm -rf "$P"' EXIT; run                  */
 /* ================================================================== */
 
 /* SIGKILL: no trap; its directory (if any) stays as it is */
@@ -362,24 +428,26 @@ dead:
 #define RESET    own = 0; jd = 0; pv = 0; ins = false; retried = false
 
 /* rm -rf "$P", as GNU rm does it, in two steps: the contents (or a regular
-   file itself), then rmdir by path. jd: the directory whose dead pid the
-   stealer read (0 in the trap); hitting anything else is a misfire */
-#define MISFIRE \
-	misfire = true; if :: !RMOVED(jd) -> race = true :: else fi
-#define RMRF_1 \
+   file itself), then rmdir by path. e: the directory this rm is meant for
+   (a stealer: the one it judged; a trap: the hook's own); st: a stealer.
+   Hitting anything else is a misfire (a stealer's) and a race when e left
+   P by no runnerlock's doing (see EXCUSED) */
+#define HIT(e, st) \
+	if :: st -> misfire = true :: else fi; \
+	if :: !RMOVED(e) -> race = true :: else fi
+#define RMRF_1(e, st) \
 	if \
 	:: P == NONE -> skip \
-	:: P != NONE && kind[P] == FILE -> \
-		if :: jd != 0 -> MISFIRE :: else fi; P = NONE \
+	:: P != NONE && kind[P] == FILE -> HIT(e, st); P = NONE \
 	:: P != NONE && kind[P] == DIR -> \
-		if :: jd != 0 && P != jd -> MISFIRE :: else fi; \
+		if :: P != e -> HIT(e, st) :: else fi; \
 		if :: pidf[P] != 0 -> pidf[P] = 0; TOUCH(P) :: else fi \
 	fi
-#define RMRF_2 \
+#define RMRF_2(e, st) \
 	if \
 	:: P != NONE && kind[P] == DIR && pidf[P] == 0 -> \
-		if :: jd != 0 && P != jd -> MISFIRE \
-		   :: jd != 0 && P == jd -> stolen = stolen | (1 << P) \
+		if :: P != e -> HIT(e, st) \
+		   :: P == e && st -> stolen = stolen | (1 << P) \
 		   :: else fi; \
 		P = NONE \
 	:: else \
@@ -401,16 +469,25 @@ mk:
 	:: atomic { GO P != NONE && retried -> START; FINISH }      /* skip */
 	:: atomic { GO P != NONE && !retried -> START; retried = true }
 	fi;
-	/* legacy-hook.sh: pid=$(cat "$P/pid"); no pid file (or P is a
-	   regular file: ENOTDIR): skip */
+	/* legacy-hook.sh: [[ -f $P/pid ]]; no pid file (or P is a regular
+	   file: ENOTDIR): skip. The directory seen here is the one judged. */
 	if
 	KILL
 	:: atomic { GO P != NONE && kind[P] == DIR && pidf[P] != 0 ->
-	            jd = P; pv = pidf[P]; inflight = inflight | (1 << me) }
+	            jd = P; inflight = inflight | (1 << me) }
 	:: atomic { GO !(P != NONE && kind[P] == DIR && pidf[P] != 0) ->
 	            FINISH }                                        /* skip */
 	fi;
-	/* legacy-hook.sh: kill -0 "$pid" succeeds: skip */
+	/* legacy-hook.sh: $(cat "$P/pid"), read by path: empty if the file
+	   is gone by now */
+	if
+	KILL
+	:: atomic { GO_ if :: P != NONE && kind[P] == DIR -> pv = pidf[P]
+	                  :: else -> pv = 0
+	               fi }
+	fi;
+	/* legacy-hook.sh: kill -0 "$pid" succeeds: skip (kill -0 "" fails, so
+	   a pid file gone since the test counts as dead) */
 	if
 	KILL
 	:: atomic { GO ALIVE(pv) -> inflight = inflight & ~(1 << me); FINISH }
@@ -419,17 +496,17 @@ mk:
 	/* legacy-hook.sh: rm -rf "$P" (contents) */
 	if
 	KILL
-	:: atomic { GO_ RMRF_1 }
+	:: atomic { GO_ RMRF_1(jd, true) }
 	fi;
 	/* rm -rf: rmdir "$P"; then mkdir "$P" once more */
 	if
 	KILL
-	:: atomic { GO_ RMRF_2; jd = 0; inflight = inflight & ~(1 << me);
+	:: atomic { GO_ RMRF_2(jd, true); jd = 0; inflight = inflight & ~(1 << me);
 	            goto mk }
 	fi;
 
 pidw:
-	/* legacy-hook.sh: trap 'rm -rf "$P"' EXIT; echo $$ > "$P/pid"; the
+	/* legacy-hook.sh: echo $$ > "$P/pid"; trap 'rm -rf "$P"' EXIT; the
 	   run begins */
 	if
 	KILL
@@ -440,12 +517,12 @@ pidw:
 	/* the run ends; trap: rm -rf "$P" (contents) */
 	if
 	KILL
-	:: atomic { GO_ inL--; ins = false; RMRF_1 }
+	:: atomic { GO_ inL--; ins = false; RMRF_1(own, false) }
 	fi;
 	/* trap: rm -rf: rmdir "$P" */
 	if
 	KILL
-	:: atomic { GO_ RMRF_2; FINISH }
+	:: atomic { GO_ RMRF_2(own, false); FINISH }
 	fi;
 dead:
 	skip
@@ -454,7 +531,9 @@ dead:
 #undef RESET
 
 /* ================================================================== */
-/* legacy hook, bare form: mkdir "$P" || skip; trap 'rmdir "$P"' EXIT */
+/* legacy hook, bare form (scripts/legacy-hook.sh --form1):           */
+/*   mkdir "$P" || skip; trap 'rm -rf "$P"' EXIT; run                  */
+/* (-DFORM1_RMDIR: trap 'rmdir "$P"' EXIT instead)                     */
 /* ================================================================== */
 #define CLEANUP \
 	if :: ins -> inL-- :: else fi; \
@@ -473,15 +552,29 @@ proctype Legacy1(byte me)
 	            P = own; ENTER_L }
 	:: atomic { GO P != NONE -> START; FINISH }                 /* skip */
 	fi;
+#ifdef FORM1_RMDIR
 	/* the run ends; trap: rmdir "$P" (fails on a file, or on a directory
 	   that holds a pid file) */
 	if
 	KILL
 	:: atomic { GO_ inL--; ins = false;
-	            if :: P != NONE && kind[P] == DIR && pidf[P] == 0 -> P = NONE
+	            if :: P != NONE && kind[P] == DIR && pidf[P] == 0 ->
+	                  if :: P != own -> HIT(own, false) :: else fi; P = NONE
 	               :: else fi;
 	            FINISH }
 	fi;
+#else
+	/* the run ends; trap: rm -rf "$P" (contents) */
+	if
+	KILL
+	:: atomic { GO_ inL--; ins = false; RMRF_1(own, false) }
+	fi;
+	/* trap: rm -rf: rmdir "$P" */
+	if
+	KILL
+	:: atomic { GO_ RMRF_2(own, false); FINISH }
+	fi;
+#endif
 dead:
 	skip
 }

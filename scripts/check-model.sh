@@ -10,8 +10,8 @@
 # Installs spin and gcc with apt-get when they are missing.
 #
 # Environment: JOBS (parallel checks), MODEL_OUT (a directory: keep each
-# check's pan output and trail there), MODEL_LONG=1 (add three larger
-# checks: about 3 more minutes on 2 cores and up to 2.5 GB of memory each),
+# check's pan output and trail there), MODEL_LONG=1 (add four larger
+# checks: about 2 more CPU minutes and up to 2.5 GB of memory each),
 # MODEL_MEMLIM (MB per check, default 4096).
 set -euo pipefail
 
@@ -56,20 +56,23 @@ declare -A OPT=([pass]=-O2 [fail]=-O0) HASH=([pass]=-w26 [fail]=-w20)
 # name | expectation (pass/fail) | spin -D flags | description
 # (runner = runnerlock, steal = legacy hook with pid file and kill -0 steal,
 # bare = legacy hook without pid; every check starts from each of: no path,
-# a stale directory with a dead pid, an aged one without pid, a lock file)
+# a stale directory with a dead pid, an aged one without pid, a lock file;
+# "steal window excused": see EXCUSED in the model)
 checks=(
-	"exclusion|pass|-DMAXKILL=5|exclusion with runnerlock (2 runner, 2 steal, 1 bare, any kills)"
-	"exclusion-3r|pass|-DNR=3 -DNL2=1 -DNL1=1 -DMAXKILL=5|exclusion with runnerlock (3 runner, 1 steal, 1 bare, any kills)"
-	"grace|pass|-DGRACE -DMAXKILL=5|exclusion with runnerlock, GRACE migration, only legacy-legacy race excused"
-	"legacy-race|fail|-DLEGACY_ONLY -DMAXKILL=5|negative control, legacy stealers alone (old steal race)"
-	"plain-rename|fail|-DPLAIN_RENAME -DMAXKILL=5|negative control, migration by rmdir and rename"
-	"no-recheck|fail|-DNO_RECHECK -DNR=3 -DNL2=1 -DNL1=0 -DMAXKILL=4|negative control, no re-check after judging"
-	"steal-race|fail|-DNARROW -DMAXKILL=5|known limit, runnerlock as the second stealer (only legacy-legacy race excused)"
+	"exclusion|pass|-DMAXKILL=5|exclusion with runnerlock (2 runner, 2 steal, 1 bare, any kills; steal window excused)"
+	"exclusion-3r|pass|-DNR=3 -DNL2=1 -DNL1=1 -DMAXKILL=5|exclusion with runnerlock (3 runner, 1 steal, 1 bare, any kills; steal window excused)"
+	"grace|pass|-DGRACE -DMAXKILL=5|exclusion with runnerlock, proposed GRACE migration (only the legacy-legacy race excused)"
+	"legacy-race|fail|-DLEGACY_ONLY -DMAXKILL=5|negative control: legacy stealers alone (the old steal race)"
+	"plain-rename|fail|-DPLAIN_RENAME -DMAXKILL=5|negative control: migration by rmdir and rename"
+	"no-recheck|fail|-DNO_RECHECK -DNR=3 -DNL2=1 -DNL1=0 -DMAXKILL=4|negative control: no re-check after judging"
+	"steal-race|fail|-DNO_SETTLE -DEXCUSE=1 -DMAXKILL=5|known limit: without settle, runnerlock as the second stealer"
+	"settle-limit|fail|-DEXCUSE=2 -DMAXKILL=1|known limit: with settle, runnerlock still as the second stealer"
 )
 if [[ ${MODEL_LONG:-0} == 1 ]]; then
 	checks+=(
-		"exclusion-3r2s|pass|-DNR=3 -DNL2=2 -DNL1=0 -DMAXKILL=1|exclusion with runnerlock (3 runner, 2 steal, 1 kill)"
+		"exclusion-3r2s|pass|-DNR=3 -DNL2=2 -DNL1=0 -DMAXKILL=1|exclusion with runnerlock (3 runner, 2 steal, 1 kill; steal window excused)"
 		"exclusion-rounds|pass|-DMAXKILL=5 -DMAXROUND=3|exclusion with runnerlock (2 runner, 2 steal, 1 bare, any kills, 3 decisions each)"
+		"exclusion-nosettle|pass|-DNO_SETTLE -DMAXKILL=5|exclusion with runnerlock without settle (2 runner, 2 steal, 1 bare, any kills)"
 		"grace-3r2s|pass|-DGRACE -DNR=3 -DNL2=2 -DNL1=0 -DMAXKILL=1|exclusion with runnerlock, GRACE migration (3 runner, 2 steal, 1 kill)"
 	)
 fi
