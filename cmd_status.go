@@ -78,7 +78,7 @@ func doStatus(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, string(b))
 		return nil
 	}
-	printStatus(c.App.Writer, st, out)
+	printStatus(c.App.Writer, st)
 	return nil
 }
 
@@ -117,7 +117,7 @@ func toStatusJSON(st lock.Status) statusJSON {
 	return out
 }
 
-func printStatus(w io.Writer, st lock.Status, j statusJSON) {
+func printStatus(w io.Writer, st lock.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }

@@ -327,18 +327,10 @@ func TestStillHeldNoticesDeletion(t *testing.T) {
 // waitForWaiter returns once /proc/locks shows a waiter queued on path.
 func waitForWaiter(t *testing.T, path string) {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile("/proc/locks")
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "->") && strings.Contains(line, want) {
-				return
-			}
+		if lockQueue(t, path) > 0 {
+			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
