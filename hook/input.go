@@ -36,15 +36,6 @@ type Input struct {
 	Raw []byte
 }
 
-// wireInput is the shape decoded; a field of the wrong type is bad input.
-type wireInput struct {
-	SessionID      *string `json:"session_id"`
-	TranscriptPath string  `json:"transcript_path"`
-	Cwd            string  `json:"cwd"`
-	HookEventName  string  `json:"hook_event_name"`
-	StopHookActive bool    `json:"stop_hook_active"`
-}
-
 // InputError reports hook input that cannot be used. Its message is one
 // line, for stderr and for the error event; nothing has been started.
 type InputError struct {
@@ -120,36 +111,48 @@ func parseObject(msg json.RawMessage, raw []byte) (*Input, error) {
 	if msg[0] != '{' {
 		return nil, &InputError{Reason: "want a JSON object, got " + jsonKind(msg[0])}
 	}
-	var w wireInput
-	if err := json.Unmarshal(msg, &w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return nil, &InputError{Err: err,
-				Reason: fmt.Sprintf("%s is %s, want %s", te.Field, article(te.Value),
-					goKind(te.Type))}
-		}
+	// Keys are matched exactly, not by encoding/json's case-insensitive
+	// struct matching: {"Session_ID": ...} is not the session, and CMD
+	// (jq, Python) would not read it as one.
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(msg, &obj); err != nil {
 		return nil, &InputError{Reason: "not valid JSON: " + err.Error(), Err: err}
 	}
+	in := &Input{Raw: raw}
+	var session *string
+	for _, f := range []struct {
+		name string
+		dst  any
+	}{
+		{"session_id", &session},
+		{"transcript_path", &in.TranscriptPath},
+		{"cwd", &in.Cwd},
+		{"hook_event_name", &in.HookEventName},
+		{"stop_hook_active", &in.StopHookActive},
+	} {
+		v, ok := obj[f.name]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(v, f.dst); err != nil {
+			return nil, &InputError{Err: err, Reason: fmt.Sprintf("%s is %s, want %s",
+				f.name, jsonKind(v[0]), goKind(reflect.TypeOf(f.dst).Elem()))}
+		}
+	}
 	switch {
-	case w.SessionID == nil:
+	case session == nil:
 		return nil, &InputError{Reason: "session_id is missing"}
-	case *w.SessionID == "":
+	case *session == "":
 		return nil, &InputError{Reason: "session_id is empty"}
-	case len(*w.SessionID) > MaxSessionID:
+	case len(*session) > MaxSessionID:
 		return nil, &InputError{Reason: fmt.Sprintf("session_id is %d bytes long; "+
-			"the limit is %d", len(*w.SessionID), MaxSessionID)}
-	case bytes.IndexByte([]byte(*w.SessionID), 0) >= 0:
+			"the limit is %d", len(*session), MaxSessionID)}
+	case bytes.IndexByte([]byte(*session), 0) >= 0:
 		// It becomes RUNNERLOCK_SESSION, and no environment holds a NUL.
 		return nil, &InputError{Reason: "session_id contains a NUL character"}
 	}
-	return &Input{
-		SessionID:      *w.SessionID,
-		TranscriptPath: w.TranscriptPath,
-		Cwd:            w.Cwd,
-		HookEventName:  w.HookEventName,
-		StopHookActive: w.StopHookActive,
-		Raw:            raw,
-	}, nil
+	in.SessionID = *session
+	return in, nil
 }
 
 func decodeError(err error, rec *recorder, o ReadOptions) error {
@@ -302,6 +305,8 @@ func jsonKind(c byte) string {
 	switch {
 	case c == '[':
 		return "an array"
+	case c == '{':
+		return "an object"
 	case c == '"':
 		return "a string"
 	case c == 't' || c == 'f':
@@ -312,22 +317,9 @@ func jsonKind(c byte) string {
 	return "a number"
 }
 
-// article turns a decoder's value kind ("number", "string", ...) into words.
-func article(v string) string {
-	switch v {
-	case "array", "object":
-		return "an " + v
-	case "bool":
-		return "a boolean"
-	case "":
-		return "of the wrong type"
-	}
-	return "a " + v
-}
-
 func goKind(t reflect.Type) string {
-	if t == nil {
-		return "another type"
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
 	switch t.Kind() {
 	case reflect.String:

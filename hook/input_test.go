@@ -128,6 +128,7 @@ func TestBadInputs(t *testing.T) {
 		{"number", "42", "got a number"},
 		{"boolean", "true", "got a boolean"},
 		{"session null", `{"session_id": null}`, "session_id is missing"},
+		{"session key in another case", `{"Session_ID": "3f1c"}`, "session_id is missing"},
 		{"session object", `{"session_id": {"id": "3f1c"}}`, "session_id is an object"},
 		{"session array", `{"session_id": ["3f1c"]}`, "session_id is an array"},
 		{"optional of the wrong type", `{"session_id": "3f1c", "stop_hook_active": "yes"}`,
@@ -158,6 +159,25 @@ func TestLenientDecoding(t *testing.T) {
 	}
 	if in.SessionID != "s1" || in.Cwd != "" || in.StopHookActive {
 		t.Errorf("got %+v", in)
+	}
+}
+
+// Keys match exactly, as jq and Python read them: a key that differs only
+// in case is another field, not a second session_id overriding the first.
+func TestKeysMatchExactly(t *testing.T) {
+	in, err := ReadInput(strings.NewReader(
+		`{"session_id": "s1", "SESSION_ID": "s2", "Cwd": 7, "Stop_Hook_Active": "yes"}`),
+		ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.SessionID != "s1" || in.Cwd != "" || in.StopHookActive {
+		t.Errorf("got %+v", in)
+	}
+	in, err = ReadInput(strings.NewReader(`{"session_id": "s1", "session_id": "s2"}`),
+		ReadOptions{})
+	if err != nil || in.SessionID != "s2" {
+		t.Errorf("a key given twice: got %+v, %v; want the last value, s2", in, err)
 	}
 }
 

@@ -32,13 +32,32 @@ if [ -f scripts/check-model.sh ]; then
 fi
 
 step "fuzz targets (${FUZZTIME:=5s} each)"
+# Every target runs even when one fails. A failure prints the whole report
+# and the input the fuzzer saved, since on CI the clone that holds it is gone.
+fuzzfail=0
+fuzzout=$(mktemp)
+trap 'rm -f "$fuzzout"' EXIT
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
     echo "-- $pkg $target"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tail -n 2
+    if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$fuzzout" 2>&1; then
+      tail -n 1 "$fuzzout"
+      continue
+    fi
+    fuzzfail=1
+    grep -v '^fuzz: elapsed' "$fuzzout" || true
+    saved=$(sed -n 's/.*Failing input written to \(testdata[^ ]*\).*/\1/p' "$fuzzout" | head -n 1)
+    if [ -n "$saved" ] && [ -f "$dir/$saved" ]; then
+      echo "the failing input ($dir/$saved):"
+      cat "$dir/$saved"
+    fi
   done
 done
+if [ "$fuzzfail" != 0 ]; then
+  echo "a fuzz target failed; see above"
+  exit 1
+fi
 
 echo
 echo "all tests passed"
