@@ -100,6 +100,21 @@ func mustBoot(t *testing.T) time.Time {
 
 // TestLegacyDecisionTable covers every row of DESIGN.md's table, with real
 // processes where a pid must name one.
+// holdDirFlock takes the flock a migration takes on the legacy directory,
+// as another migrating process would, until the test ends.
+func holdDirFlock(t *testing.T, path string) int {
+	t.Helper()
+	dfd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(dfd) })
+	if err := unix.Flock(dfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	return dfd
+}
+
 func TestLegacyDecisionTable(t *testing.T) {
 	type want struct {
 		stale  bool
@@ -869,14 +884,7 @@ func TestDescribeLegacyTakesNoLockAndChangesNothing(t *testing.T) {
 	age(t, path, time.Minute)
 	before := snapshot(t, filepath.Dir(path))
 
-	dfd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(dfd)
-	if err := unix.Flock(dfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	holdDirFlock(t, path)
 	done := make(chan LegacyStatus, 1)
 	go func() { done <- DescribeLegacy(path) }()
 	var s LegacyStatus
@@ -959,14 +967,7 @@ func TestMigrateLegacy(t *testing.T) {
 		dead := legacyDeadPID(t)
 		path := makeLegacyDir(t, ptr(fmt.Sprintf("%d\n", dead)))
 		before := snapshot(t, filepath.Dir(path))
-		dfd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Close(dfd)
-		if err := unix.Flock(dfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			t.Fatal(err)
-		}
+		holdDirFlock(t, path)
 		res, err := MigrateLegacy(ctx, path, MigrateOptions{DryRun: true})
 		if err != nil || res.Outcome != OutcomeWouldMigrate || res.PID != dead ||
 			res.Reason != LegacyHolderDead {
@@ -1005,14 +1006,7 @@ func TestDirectoryFlockSerializesMigrations(t *testing.T) {
 	withSettle(t, 0)
 	path := makeLegacyDir(t, ptr(fmt.Sprintf("%d\n", legacyDeadPID(t))))
 	before := snapshot(t, filepath.Dir(path))
-	dfd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(dfd)
-	if err := unix.Flock(dfd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	dfd := holdDirFlock(t, path)
 
 	h, err := Acquire(context.Background(), path, Options{})
 	if h != nil {

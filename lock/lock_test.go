@@ -232,7 +232,10 @@ func TestUnusablePaths(t *testing.T) {
 	}
 }
 
-func TestForeignOwnerRefused(t *testing.T) {
+// nobodysFile is an empty file owned by uid 65534 in a fresh directory;
+// the test is skipped without root, which alone can give a file away.
+func nobodysFile(t *testing.T) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to give a file to another user")
 	}
@@ -243,6 +246,11 @@ func TestForeignOwnerRefused(t *testing.T) {
 	if err := os.Chown(path, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+func TestForeignOwnerRefused(t *testing.T) {
+	path := nobodysFile(t)
 	_, err := Acquire(context.Background(), path, Options{})
 	var ue *UnusableError
 	if !errors.As(err, &ue) || ue.kind != kindForeign {
@@ -256,16 +264,7 @@ func TestForeignOwnerRefused(t *testing.T) {
 // The kernel's fs.protected_regular makes open(O_CREAT) of another user's
 // file in a sticky directory fail with EACCES before we can look at it.
 func TestProtectedRegularMessage(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a file to another user")
-	}
-	path := filepath.Join(t.TempDir(), "run.lock")
-	if err := os.WriteFile(path, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(path, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
+	path := nobodysFile(t)
 	err := openError(path, unix.EACCES)
 	var ue *UnusableError
 	if !errors.As(err, &ue) || ue.kind != kindForeign ||
