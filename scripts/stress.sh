@@ -74,9 +74,8 @@ fi
 unset RUNNERLOCK_RUN RUNNERLOCK_SESSION RUNNERLOCK_FENCE RUNNERLOCK_LOCK RUNNERLOCK_LOG
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/runnerlock-stress.XXXXXX")
-failures=0
-ok() { echo "ok - $*"; }
-fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
+# ok, fail, finish
+. "$root/scripts/testlib.sh"
 note() { echo "# $*"; }
 
 if [ -n "${RUNNERLOCK_BIN:-}" ]; then
@@ -101,7 +100,7 @@ cleanup() {
 	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	for p in $(run_procs); do kill -9 "$p" 2>/dev/null; done
-	if [ "$failures" -eq 0 ] && [ -z "$keep" ]; then
+	if [ "$FAILS" -eq 0 ] && [ -z "$keep" ]; then
 		rm -rf "$work"
 	else
 		echo "# work directory kept: $work"
@@ -574,5 +573,5 @@ printf '  %-26s %s\n' \
 	"skips (busy)" "$(c skip)" \
 	"error events" "$(c error)" \
 	"runnerlock exit statuses" "$rcs"
-if [ "$failures" -eq 0 ]; then echo "stress: passed"; else echo "stress: FAILED ($failures checks)"; fi
-[ "$failures" -eq 0 ]
+if [ "$FAILS" -eq 0 ]; then echo "stress: passed"; else echo "stress: FAILED ($FAILS checks)"; fi
+finish stress.sh

@@ -11,7 +11,6 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 tmp=$(mktemp -d /tmp/runnerlock-hostile.XXXXXX)
-PASS=0 FAILS=0
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -19,13 +18,8 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-ok() { echo "ok - $*"; PASS=$((PASS + 1)); }
-fail() { echo "FAIL - $1: $2"; FAILS=$((FAILS + 1)); }
-check() {
-	local what=$1 why=$2
-	shift 2
-	if "$@"; then ok "$what"; else fail "$what" "$why"; fi
-}
+# ok, fail WHAT WHY, check WHAT WHY CMD..., finish
+. "$here/testlib.sh"
 wait_for() { # TENTHS CMD...
 	local n=$1
 	shift
@@ -111,5 +105,4 @@ check "the run itself goes on and ends with its own status (rc=$rc)" "rc=$rc" te
 "$B" run -n --lock "$L" --log "$tmp/del.log" -- true
 check "a later run creates the lock file afresh and runs" "rc=$?" test -f "$L"
 
-echo "# test-hostile.sh: $PASS passed, $FAILS failed"
-[ "$FAILS" -eq 0 ]
+finish test-hostile.sh

@@ -30,11 +30,9 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '%s\n' "$*"; }
-ok() { printf 'ok    %s\n' "$*"; }
-fail() {
-	printf 'FAIL  %s\n' "$*" >&2
-	exit 1
-}
+# ok, fail, finish; the steps build on each other, so the first FAIL ends it.
+TESTLIB_STOP_ON_FAIL=1
+. "$here/testlib.sh"
 section() { printf '\n== %s\n' "$*"; }
 
 if [[ -n ${RUNNERLOCK_BIN:-} ]]; then
@@ -500,4 +498,4 @@ say "rollout: $ROUNDS rounds, $total_runs sections, $kills kill -9," \
 	"0 overlaps involving runnerlock; negative control: $n_neg overlaps"
 for p in "${pending[@]}"; do say "PENDING  $p"; done
 say
-say "PASS"
+finish test-legacy.sh

@@ -73,33 +73,8 @@ if [ -n "$PY" ]; then
 	PY=$("$PY" -c 'import sys; print(sys.executable)') # skip pyenv shims
 fi
 
-PASS=0
-FAILS=0
-SKIPS=0
-ok() {
-	echo "ok - $*"
-	PASS=$((PASS + 1))
-}
-fail() {
-	echo "FAIL - $1: $2"
-	FAILS=$((FAILS + 1))
-}
-skip() {
-	echo "skip - $1: $2"
-	SKIPS=$((SKIPS + 1))
-}
-# check WHAT WHY CONDITION...: ok when the condition command succeeds.
-check() {
-	local what=$1 why=$2
-	shift 2
-	if "$@"; then ok "$what"; else fail "$what" "$why"; fi
-}
-
-now_ms() {
-	local n
-	n=$(date +%s%N)
-	echo $((n / 1000000))
-}
+# ok, fail WHAT WHY, skip, check WHAT WHY CMD..., now_ms, finish
+. "$ROOT/scripts/testlib.sh"
 
 # A global watchdog: the whole script must end well within this.
 (
@@ -1297,5 +1272,4 @@ t_timed_out_waiter
 t_stray_without_lock
 t_fork_chain
 
-echo "# test-run.sh: $PASS passed, $FAILS failed, $SKIPS skipped in $(($(now_ms) - T_START)) ms"
-[ "$FAILS" -eq 0 ]
+finish test-run.sh
